@@ -1,0 +1,1 @@
+"""Local emulators of the Xero API and of Power BI push datasets."""

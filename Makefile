@@ -26,7 +26,7 @@ setup: $(VENV)/.synced .meltano/.installed
 
 # Third-party pins for the plugins Meltano installs, exported from uv.lock.
 constraints:
-	$(UV) export --frozen --no-emit-workspace --no-hashes --no-dev --quiet -o constraints.txt
+	$(UV) export --frozen --no-emit-workspace --no-hashes --no-header --no-dev --quiet -o constraints.txt
 
 lint: setup
 	$(BIN)/ruff check .
@@ -39,7 +39,7 @@ pytest: setup
 	$(BIN)/pytest
 
 test: setup
-	$(UV) export --frozen --no-emit-workspace --no-hashes --no-dev --quiet -o - | diff -q - constraints.txt >/dev/null \
+	$(UV) export --frozen --no-emit-workspace --no-hashes --no-header --no-dev --quiet -o - | diff -q - constraints.txt >/dev/null \
 		|| { echo "constraints.txt is stale: run 'make constraints'"; exit 1; }
 	$(BIN)/check-jsonschema --builtin-schema vendor.meltano meltano.yml
 	$(BIN)/ruff check .

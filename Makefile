@@ -39,7 +39,7 @@ pytest: setup
 	$(BIN)/pytest
 
 test: setup
-	$(UV) export --frozen --no-emit-workspace --no-hashes --no-header --no-dev --quiet -o - | diff -q - constraints.txt >/dev/null \
+	$(UV) export --frozen --no-emit-workspace --no-hashes --no-header --no-dev 2>/dev/null | diff -q - constraints.txt >/dev/null \
 		|| { echo "constraints.txt is stale: run 'make constraints'"; exit 1; }
 	$(BIN)/check-jsonschema --builtin-schema vendor.meltano meltano.yml
 	$(BIN)/ruff check .

@@ -1,0 +1,655 @@
+"""Power BI REST client for push datasets: limits, retries, tokens, audit and clear errors.
+
+One place per concern: `limits` paces POST rows, `auth` hands out tokens, `audit`
+records every write, `errors` says what to do; this module sends the requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import backoff
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from typing_extensions import override
+
+from target_powerbi.audit import AuditLog
+from target_powerbi.auth import TokenProvider
+from target_powerbi.errors import (
+    DatasetNotFoundError,
+    PowerBIError,
+    PushDatasetsRetiredError,
+    RequestRejectedError,
+    ServicePrincipalsDisabledError,
+    ServiceUnavailableError,
+    TableNotFoundError,
+    ThrottledError,
+    WorkspaceAccessError,
+    redact,
+)
+from target_powerbi.limits import (
+    MAX_BODY_BYTES,
+    MAX_PENDING,
+    MAX_ROWS_PER_POST,
+    Clock,
+    PushLimiter,
+    RowTooLargeError,
+    ScaledClock,
+    encode_row,
+    format_duration,
+    rows_body,
+    split_rows,
+)
+
+POWERBI_API_URL = "https://api.powerbi.com/v1.0/myorg"
+ENTRA_AUTHORITY_URL = "https://login.microsoftonline.com"
+POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
+DEFAULT_PARALLELISM = 2
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_TIMEOUT = 120.0
+# 429s are waited out, not failed on, but a service that never relents must end the run.
+MAX_THROTTLE_WAITS = 30
+WRITE_OPERATIONS = frozenset(
+    {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows"}
+)
+
+_TENANT_SETTING = re.compile(r"(?i)service ?principals?|tenant ?setting|NotAuthorized")
+_RETIRED = re.compile(r"(?i)retire|no longer|deprecat|real-time intelligence")
+
+
+class _Session(requests.Session):
+    """A Session whose `verify` wins over REQUESTS_CA_BUNDLE (requests lets the env override it)."""
+
+    @override
+    def merge_environment_settings(
+        self,
+        url: str | bytes | None,
+        proxies: Any,
+        stream: bool | None,
+        verify: Any,
+        cert: Any,
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None or verify is True:
+            settings["verify"] = self.verify
+        return settings
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import datetime, timezone
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_details(response: requests.Response) -> tuple[str | None, str]:
+    """Power BI's `{"error": {"code", "message"}}` (or the raw text), shortened."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None, response.text[:300]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message") or ""
+        details = error.get("details")
+        if not message and isinstance(details, list) and details:
+            message = "; ".join(str(d.get("message", d)) for d in details if d)
+        return (str(code) if code else None), str(message)[:300]
+    if isinstance(error, str):
+        return error, str(payload.get("error_description", ""))[:300]
+    return None, str(payload)[:300]
+
+
+class PowerBIClient:
+    """Calls the push-dataset API of one workspace as one service principal.
+
+    Writes are paced below Power BI's limits, retried when that can help,
+    written to the audit log, and failures raise `PowerBIError` subclasses whose
+    message says what to do.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        logger: logging.Logger,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.logger = logger
+        self._client_id = str(config["client_id"])
+        self._secret = str(config["client_secret"])
+        self.workspace_id = str(config["workspace_id"])
+        api_url = str(config.get("api_url") or POWERBI_API_URL).rstrip("/")
+        self._base = f"{api_url}/groups/{quote(self.workspace_id, safe='')}"
+        parallelism = config.get("parallelism")
+        parallelism = DEFAULT_PARALLELISM if parallelism is None else int(parallelism)
+        self.parallelism = min(MAX_PENDING, max(1, parallelism))
+        retries = config.get("max_retries")
+        self.max_retries = DEFAULT_MAX_RETRIES if retries is None else max(0, int(retries))
+        self.timeout = float(config.get("request_timeout") or DEFAULT_TIMEOUT)
+        self.clock: Clock = clock or ScaledClock(float(config.get("time_scale") or 1.0))
+        self.limiter = PushLimiter(self.clock, logger)
+        self._ca_file: str | None = None
+        self.session = self._make_session(config.get("ca_bundle"))
+        self.auth = TokenProvider(
+            tenant_id=str(config["tenant_id"]),
+            client_id=self._client_id,
+            client_secret=self._secret,
+            authority_url=str(config.get("authority_url") or ENTRA_AUTHORITY_URL),
+            scope=str(config.get("scope") or POWERBI_SCOPE),
+            session=self.session,
+            logger=logger,
+            max_retries=self.max_retries,
+            sleep=self.clock.sleep,
+        )
+        self.audit = AuditLog(config.get("audit_log_path"), secrets=(self._secret,))
+        self._known_datasets: dict[str, str] = {}
+        self._uncertain: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- session
+    def _make_session(self, ca_bundle: Any) -> requests.Session:
+        session = _Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.parallelism * 2))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = "target-powerbi"
+        if ca_bundle:
+            extra = Path(str(ca_bundle)).read_text(encoding="utf-8")
+            # Trust the extra authorities *and* the public ones (requests' bundle), never neither.
+            with tempfile.NamedTemporaryFile(
+                "w", suffix=".pem", prefix="target-powerbi-ca-", delete=False, encoding="utf-8"
+            ) as handle:
+                handle.write(Path(DEFAULT_CA_BUNDLE_PATH).read_text(encoding="utf-8"))
+                handle.write("\n")
+                handle.write(extra)
+            self._ca_file = handle.name
+            session.verify = handle.name
+        else:
+            session.verify = DEFAULT_CA_BUNDLE_PATH
+        return session
+
+    def close(self) -> None:
+        """Close connections and remove the temporary CA bundle."""
+        self.session.close()
+        if self._ca_file:
+            Path(self._ca_file).unlink(missing_ok=True)
+            self._ca_file = None
+
+    def __enter__(self) -> PowerBIClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- datasets
+    def list_datasets(self) -> list[dict[str, Any]]:
+        response = self._send("GET", "/datasets", operation="list_datasets")
+        datasets = list(response.json().get("value", []))
+        with self._lock:
+            for dataset in datasets:
+                self._known_datasets[str(dataset["id"])] = str(dataset.get("name", ""))
+        return datasets
+
+    def find_dataset(self, name: str) -> dict[str, Any] | None:
+        """The dataset called `name` in the workspace, or None."""
+        matches = [d for d in self.list_datasets() if d.get("name") == name]
+        if len(matches) > 1:
+            self.logger.warning(
+                "Workspace %s holds %d datasets named %r; using %s",
+                self.workspace_id,
+                len(matches),
+                name,
+                matches[0]["id"],
+            )
+        return matches[0] if matches else None
+
+    def create_dataset(
+        self, body: dict[str, Any], retention_policy: str = "None"
+    ) -> dict[str, Any]:
+        """Create a push dataset with all its tables; returns `{"id", "name", ...}`."""
+        response = self._send(
+            "POST",
+            "/datasets",
+            operation="create_dataset",
+            json_body=body,
+            params={"defaultRetentionPolicy": retention_policy},
+            table=None,
+            what=f"dataset {body.get('name')!r}",
+        )
+        dataset = dict(response.json())
+        with self._lock:
+            self._known_datasets[str(dataset["id"])] = str(dataset.get("name", ""))
+        return dataset
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset; one already gone counts as deleted."""
+        try:
+            self._send(
+                "DELETE",
+                f"/datasets/{quote(dataset_id, safe='')}",
+                operation="delete_dataset",
+                dataset_id=dataset_id,
+            )
+        except DatasetNotFoundError:
+            self.logger.warning("Dataset %s was already deleted", dataset_id)
+        with self._lock:
+            self._known_datasets.pop(dataset_id, None)
+            self._uncertain = {item for item in self._uncertain if item[0] != dataset_id}
+        self.limiter.dataset_gone(dataset_id)
+
+    def list_tables(self, dataset_id: str) -> list[dict[str, Any]]:
+        response = self._send(
+            "GET",
+            f"/datasets/{quote(dataset_id, safe='')}/tables",
+            operation="list_tables",
+            dataset_id=dataset_id,
+        )
+        return list(response.json().get("value", []))
+
+    def put_table(self, dataset_id: str, table: dict[str, Any]) -> None:
+        """Replace a table's schema (new columns); the table must already exist."""
+        name = str(table["name"])
+        self._send(
+            "PUT",
+            f"/datasets/{quote(dataset_id, safe='')}/tables/{quote(name, safe='')}",
+            operation="put_table",
+            dataset_id=dataset_id,
+            table=name,
+            json_body=table,
+        )
+
+    # ----------------------------------------------------------------- rows
+    def delete_rows(self, dataset_id: str, table: str) -> None:
+        """Delete every row of a table (Power BI has no filtered delete)."""
+        self._send(
+            "DELETE",
+            f"/datasets/{quote(dataset_id, safe='')}/tables/{quote(table, safe='')}/rows",
+            operation="delete_rows",
+            dataset_id=dataset_id,
+            table=table,
+        )
+        self.limiter.table_emptied(dataset_id, table)
+        with self._lock:
+            self._uncertain.discard((dataset_id, table))
+
+    def post_rows(
+        self,
+        dataset_id: str,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        table_row_count: int = 0,
+    ) -> None:
+        """Add rows, split into POSTs of at most 10,000 rows and ~15 MB, paced and retried.
+
+        `table_row_count` is how many rows the table already holds (for the rule
+        of 120 POSTs an hour on tables of 250,000 rows or more).
+        """
+        self.post_rows_many(dataset_id, [(table, rows, table_row_count)])
+
+    def post_rows_many(
+        self,
+        dataset_id: str,
+        batches: Sequence[tuple[str, Sequence[Mapping[str, Any]], int]],
+    ) -> None:
+        """Post several tables' rows, up to `parallelism` requests at once."""
+        chunks: list[tuple[str, bytes, int]] = []
+        for table, rows, table_row_count in batches:
+            if table_row_count:
+                self.limiter.note_table_rows(dataset_id, table, table_row_count)
+            chunks.extend(self._chunks(table, rows))
+        if not chunks:
+            return
+        if self.parallelism == 1 or len(chunks) == 1:
+            for table, body, count in chunks:
+                self._post_chunk(dataset_id, table, body, count)
+            return
+        with ThreadPoolExecutor(
+            max_workers=min(self.parallelism, len(chunks)), thread_name_prefix="powerbi-post"
+        ) as pool:
+            futures: list[Future[None]] = [
+                pool.submit(self._post_chunk, dataset_id, table, body, count)
+                for table, body, count in chunks
+            ]
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                for future in pending:
+                    future.cancel()
+                wait(futures)
+                error = failed[0].exception()
+                assert error is not None
+                raise error
+
+    def uncertain_tables(self) -> set[tuple[str, str]]:
+        """(dataset_id, table) pairs where a retried POST may have landed twice.
+
+        A POST that timed out, lost its connection or got a 5xx may still have
+        been stored before it was retried; such a table may hold duplicates until
+        it is emptied and reloaded. `delete_rows` clears the mark.
+        """
+        with self._lock:
+            return set(self._uncertain)
+
+    def _chunks(
+        self, table: str, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str, bytes, int]]:
+        try:
+            encoded = [encode_row(row) for row in rows]
+        except (TypeError, ValueError) as exc:
+            msg = f"A row for table {table!r} cannot be sent to Power BI as JSON: {exc}"
+            raise RequestRejectedError(msg) from exc
+        try:
+            spans = split_rows(encoded, MAX_ROWS_PER_POST, MAX_BODY_BYTES)
+        except RowTooLargeError as exc:
+            msg = f"Table {table!r}: {exc}; shorten its string values (Power BI keeps 4,000 chars)"
+            raise RequestRejectedError(msg) from exc
+        return [(table, rows_body(encoded[a:b]), b - a) for a, b in spans]
+
+    def _post_chunk(self, dataset_id: str, table: str, body: bytes, count: int) -> None:
+        self._send(
+            "POST",
+            f"/datasets/{quote(dataset_id, safe='')}/tables/{quote(table, safe='')}/rows",
+            operation="post_rows",
+            dataset_id=dataset_id,
+            table=table,
+            body=body,
+            rows=count,
+        )
+
+    # ----------------------------------------------------------------- transport
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        dataset_id: str | None = None,
+        table: str | None = None,
+        json_body: Any = None,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        rows: int = 0,
+        what: str | None = None,
+    ) -> requests.Response:
+        """Send one logical request: fresh token, pacing, retries, audit, classified errors."""
+        url = self._base + path
+        waits = backoff.expo(factor=1.0, max_value=60)
+        next(waits)
+        attempt = failures = throttles = 0
+        token_refreshed = False
+        audited = operation in WRITE_OPERATIONS
+        while True:
+            attempt += 1
+            token = self.auth.token()
+            headers = {"Authorization": f"Bearer {token}"}
+            if body is not None:
+                headers["Content-Type"] = "application/json; charset=utf-8"
+            start = self.clock.now()
+            try:
+                if operation == "post_rows" and dataset_id is not None and table is not None:
+                    with self.limiter.post(dataset_id, table, rows):
+                        start = self.clock.now()
+                        response = self._http(method, url, headers, json_body, body, params)
+                else:
+                    response = self._http(method, url, headers, json_body, body, params)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = self._describe_exception(exc)
+                if audited:
+                    self._audit(
+                        operation,
+                        dataset_id,
+                        table,
+                        rows,
+                        type(exc).__name__,
+                        attempt,
+                        problem,
+                        start,
+                    )
+                if operation == "post_rows" and not isinstance(exc, requests.ConnectTimeout):
+                    self._mark_uncertain(dataset_id, table)
+                failures += 1
+                if failures > self.max_retries:
+                    raise self._unavailable(
+                        operation, what or table or path, problem, attempt
+                    ) from None
+                self._pause(waits, operation, table, problem)
+                continue
+            status = response.status_code
+            if audited:
+                error = None if status < 400 else self._short_error(response)
+                self._audit(operation, dataset_id, table, rows, status, attempt, error, start)
+            if status < 400:
+                return response
+            if status == 401 and not token_refreshed:
+                token_refreshed = True
+                self.logger.info("Power BI answered 401; retrying once with a new token")
+                self.auth.invalidate()
+                continue
+            if status == 429:
+                throttles += 1
+                if throttles > MAX_THROTTLE_WAITS:
+                    msg = (
+                        f"Power BI kept throttling {operation} ({throttles} times in a row); "
+                        "another client may be writing to the same dataset. Run again later."
+                    )
+                    raise ThrottledError(msg, status=429)
+                self._throttled(response, operation, dataset_id, table, waits)
+                continue
+            if status >= 500:
+                if operation == "post_rows":
+                    self._mark_uncertain(dataset_id, table)
+                failures += 1
+                problem = f"HTTP {status} {self._short_error(response)}"
+                if failures > self.max_retries:
+                    raise self._unavailable(operation, what or table or path, problem, attempt)
+                self._pause(waits, operation, table, problem)
+                continue
+            raise self._classify(response, operation, dataset_id, table, what)
+
+    def _http(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json_body: Any,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+    ) -> requests.Response:
+        return self.session.request(
+            method,
+            url,
+            headers=headers,
+            json=json_body,
+            data=body,
+            params=params,
+            timeout=(min(30.0, self.timeout), self.timeout),
+        )
+
+    def _pause(self, waits: Any, operation: str, table: str | None, problem: str) -> None:
+        delay = float(backoff.full_jitter(next(waits)))
+        self.logger.warning(
+            "%s%s failed (%s); retrying in %s",
+            operation,
+            f" on table {table}" if table else "",
+            problem,
+            format_duration(delay),
+        )
+        self.clock.sleep(delay)
+
+    def _throttled(
+        self,
+        response: requests.Response,
+        operation: str,
+        dataset_id: str | None,
+        table: str | None,
+        waits: Any,
+    ) -> None:
+        retry_after = _retry_after_seconds(response)
+        delay = retry_after if retry_after is not None else float(next(waits))
+        _, message = _error_details(response)
+        self.logger.warning(
+            "Power BI throttled %s%s (429%s): waiting %s%s",
+            operation,
+            f" on table {table}" if table else "",
+            f": {message}" if message else "",
+            format_duration(delay),
+            " as its Retry-After asks" if retry_after is not None else "",
+        )
+        if operation == "post_rows" and dataset_id is not None:
+            self.limiter.block(dataset_id, delay)
+        else:
+            self.clock.sleep(delay)
+
+    def _mark_uncertain(self, dataset_id: str | None, table: str | None) -> None:
+        if dataset_id is not None and table is not None:
+            with self._lock:
+                self._uncertain.add((dataset_id, table))
+
+    def _audit(
+        self,
+        operation: str,
+        dataset_id: str | None,
+        table: str | None,
+        rows: int,
+        status: int | str,
+        attempt: int,
+        error: str | None,
+        start: float,
+    ) -> None:
+        elapsed = self.clock.now() - start
+        scale = getattr(self.clock, "time_scale", 1.0)
+        self.audit.write(
+            operation=operation,
+            dataset_id=dataset_id,
+            table=table,
+            rows=rows,
+            status=status,
+            attempt=attempt,
+            error=error,
+            duration_ms=elapsed / scale * 1000,
+        )
+
+    def _describe_exception(self, exc: Exception) -> str:
+        if isinstance(exc, requests.Timeout):
+            return f"timed out after {self.timeout:.0f}s ({type(exc).__name__})"
+        return f"connection failed ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+
+    def _short_error(self, response: requests.Response) -> str:
+        code, message = _error_details(response)
+        text = f"{code}: {message}" if code and message else (code or message)
+        return self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, (self._secret,))
+
+    def _unavailable(
+        self, operation: str, what: str, problem: str, attempts: int
+    ) -> ServiceUnavailableError:
+        msg = (
+            f"Power BI did not complete {operation} on {what} after {attempts} attempts "
+            f"(last: {problem}). The service or the network is failing: run the target "
+            "again later (it resumes), or raise max_retries."
+        )
+        return ServiceUnavailableError(msg)
+
+    def _classify(
+        self,
+        response: requests.Response,
+        operation: str,
+        dataset_id: str | None,
+        table: str | None,
+        what: str | None,
+    ) -> PowerBIError:
+        status = response.status_code
+        code, message = _error_details(response)
+        code_text = f" {code}" if code else ""
+        detail = self._redact(f"{status}{code_text}{': ' + message if message else ''}")
+        combined = f"{code or ''} {message}"
+        if operation == "create_dataset" and _RETIRED.search(combined):
+            msg = (
+                f"Power BI refused to create push dataset {what or ''} ({detail}). Microsoft "
+                "has retired the creation of new push semantic models (existing ones keep "
+                "working): set dataset_name to a push dataset that already exists in workspace "
+                f"{self.workspace_id}, or move this pipeline to Microsoft Fabric Real-Time "
+                "Intelligence."
+            )
+            return PushDatasetsRetiredError(msg, status=status, code=code)
+        if status == 401 or (status == 403 and _TENANT_SETTING.search(combined)):
+            msg = (
+                f"Power BI refused service principal {self._client_id} even with a new "
+                f"token ({detail}). A Fabric administrator must turn on 'Service principals "
+                "can use Fabric APIs' (Admin portal > Tenant settings > Developer settings) "
+                "for the organisation or a security group holding this principal (it can "
+                "take 15 minutes to apply); the principal must also be Member or Admin of "
+                f"workspace {self.workspace_id}."
+            )
+            return ServicePrincipalsDisabledError(msg, status=status, code=code)
+        if status == 403:
+            msg = (
+                f"Service principal {self._client_id} may not {operation.replace('_', ' ')} in "
+                f"workspace {self.workspace_id} ({detail}). Add it to the workspace as Member "
+                "or Admin (Workspace > Manage access), or fix workspace_id; a service principal "
+                "cannot use 'My workspace'."
+            )
+            return WorkspaceAccessError(msg, status=status, code=code)
+        if status == 404 and dataset_id is not None:
+            return self._not_found(dataset_id, table, detail)
+        msg = f"Power BI refused {operation} on {what or table or 'the workspace'} ({detail})."
+        if status == 404:
+            msg += f" Check workspace_id {self.workspace_id} and api_url."
+        return RequestRejectedError(msg, status=status, code=code)
+
+    def _not_found(self, dataset_id: str, table: str | None, detail: str) -> PowerBIError:
+        with self._lock:
+            name = self._known_datasets.get(dataset_id)
+        exists = True
+        if table is not None:
+            try:
+                exists = any(str(d.get("id")) == dataset_id for d in self.list_datasets())
+            except PowerBIError:
+                exists = False
+        if table is not None and exists:
+            msg = (
+                f"Table {table!r} is not in dataset {dataset_id} ({detail}). Power BI cannot add "
+                "tables to an existing push dataset: rebuild the dataset, or load this stream "
+                "into another dataset_name."
+            )
+            return TableNotFoundError(msg, dataset_id=dataset_id, table=table)
+        with self._lock:
+            self._known_datasets.pop(dataset_id, None)
+        self.limiter.dataset_gone(dataset_id)
+        label = f"{name!r} ({dataset_id})" if name else dataset_id
+        msg = (
+            f"Dataset {label} is gone from workspace {self.workspace_id}: it was deleted "
+            f"outside the target ({detail}). Run the target again to recreate it from the "
+            "local store; reports bound to the old dataset must be rebound."
+        )
+        return DatasetNotFoundError(msg, dataset_id=dataset_id)

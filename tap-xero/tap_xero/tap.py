@@ -92,6 +92,33 @@ class TapXero(Tap):
             title="Connections URL",
             description="URL listing the organisations a token grants.",
         ),
+        th.Property(
+            "scope_style",
+            th.StringType,
+            default="granular",
+            allowed_values=["granular", "broad"],
+            title="Scope style",
+            description=(
+                "Read-only scopes `tap-xero auth login` asks for: 'granular' (required for "
+                "apps created after March 2026) or 'broad' (older apps, until September 2027)."
+            ),
+        ),
+        th.Property(
+            "scopes",
+            th.ArrayType(th.StringType),
+            title="Scopes",
+            description="Read-only scopes for `tap-xero auth login`; overrides scope_style.",
+        ),
+        th.Property(
+            "redirect_uri",
+            th.StringType,
+            default="http://localhost:8765/callback",
+            title="Redirect URI",
+            description=(
+                "Localhost redirect URI registered on the Xero app, where `tap-xero auth login` "
+                "listens for the authorization code."
+            ),
+        ),
     ).to_dict()
 
     @override

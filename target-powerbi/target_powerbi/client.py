@@ -27,6 +27,7 @@ from typing_extensions import override
 from target_powerbi.audit import AuditLog
 from target_powerbi.auth import TokenProvider
 from target_powerbi.errors import (
+    AuthenticationError,
     DatasetNotFoundError,
     PowerBIError,
     PushDatasetsRetiredError,
@@ -64,7 +65,11 @@ WRITE_OPERATIONS = frozenset(
     {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows"}
 )
 
-_TENANT_SETTING = re.compile(r"(?i)service ?principals?|tenant ?setting|NotAuthorized")
+# How Power BI words the Fabric tenant setting that bars service principals.
+_TENANT_SETTING = re.compile(
+    r"(?i)tenant ?setting|admin ?setting|principals? (are|is) not allowed|disabled"
+)
+_WORKSPACE_MISSING = re.compile(r"(?i)workspace|group")
 _RETIRED = re.compile(r"(?i)retire|no longer|deprecat|real-time intelligence")
 
 
@@ -150,6 +155,7 @@ class PowerBIClient:
         self.max_retries = DEFAULT_MAX_RETRIES if retries is None else max(0, int(retries))
         self.timeout = float(config.get("request_timeout") or DEFAULT_TIMEOUT)
         self.clock: Clock = clock or ScaledClock(float(config.get("time_scale") or 1.0))
+        self.time_scale = float(getattr(self.clock, "time_scale", 1.0))
         self.limiter = PushLimiter(self.clock, logger)
         self._ca_file: str | None = None
         self.session = self._make_session(config.get("ca_bundle"))
@@ -348,6 +354,15 @@ class PowerBIClient:
                 assert error is not None
                 raise error
 
+    def note_table_rows(self, dataset_id: str, table: str, rows: int) -> None:
+        """Tell the client how many rows a table holds (e.g. from the local store).
+
+        Power BI allows only 120 POSTs an hour to a dataset once any of its tables
+        holds 250,000 rows, and has no API to count rows: call this for every
+        table of the dataset at the start of a run.
+        """
+        self.limiter.note_table_rows(dataset_id, table, rows)
+
     def uncertain_tables(self) -> set[tuple[str, str]]:
         """(dataset_id, table) pairs where a retried POST may have landed twice.
 
@@ -512,8 +527,9 @@ class PowerBIClient:
         table: str | None,
         waits: Any,
     ) -> None:
+        # Retry-After is in wall-clock seconds; the clock and limiter count service seconds.
         retry_after = _retry_after_seconds(response)
-        delay = retry_after if retry_after is not None else float(next(waits))
+        delay = retry_after if retry_after is not None else float(next(waits)) / self.time_scale
         _, message = _error_details(response)
         self.logger.warning(
             "Power BI throttled %s%s (429%s): waiting %s%s",
@@ -524,9 +540,9 @@ class PowerBIClient:
             " as its Retry-After asks" if retry_after is not None else "",
         )
         if operation == "post_rows" and dataset_id is not None:
-            self.limiter.block(dataset_id, delay)
+            self.limiter.block(dataset_id, delay * self.time_scale)
         else:
-            self.clock.sleep(delay)
+            self.clock.sleep(delay * self.time_scale)
 
     def _mark_uncertain(self, dataset_id: str | None, table: str | None) -> None:
         if dataset_id is not None and table is not None:
@@ -545,7 +561,7 @@ class PowerBIClient:
         start: float,
     ) -> None:
         elapsed = self.clock.now() - start
-        scale = getattr(self.clock, "time_scale", 1.0)
+        scale = self.time_scale
         self.audit.write(
             operation=operation,
             dataset_id=dataset_id,
@@ -602,6 +618,15 @@ class PowerBIClient:
                 "Intelligence."
             )
             return PushDatasetsRetiredError(msg, status=status, code=code)
+        if status == 401 and not (
+            code == "PowerBINotAuthorizedException" or _TENANT_SETTING.search(combined)
+        ):
+            msg = (
+                f"Power BI refused a new token of service principal {self._client_id} "
+                f"({detail}). Check that api_url, authority_url and scope belong to the same "
+                "cloud (the scope must end with /.default)."
+            )
+            return AuthenticationError(msg, status=status, code=code)
         if status == 401 or (status == 403 and _TENANT_SETTING.search(combined)):
             msg = (
                 f"Power BI refused service principal {self._client_id} even with a new "
@@ -618,6 +643,16 @@ class PowerBIClient:
                 f"workspace {self.workspace_id} ({detail}). Add it to the workspace as Member "
                 "or Admin (Workspace > Manage access), or fix workspace_id; a service principal "
                 "cannot use 'My workspace'."
+            )
+            return WorkspaceAccessError(msg, status=status, code=code)
+        if status == 404 and (
+            code == "PowerBIEntityNotFound" and _WORKSPACE_MISSING.search(message)
+        ):
+            msg = (
+                f"Workspace {self.workspace_id} was not found, or service principal "
+                f"{self._client_id} has no access to it ({detail}). Check workspace_id (the "
+                "group id in the workspace's URL) and add the principal to the workspace as "
+                "Member or Admin."
             )
             return WorkspaceAccessError(msg, status=status, code=code)
         if status == 404 and dataset_id is not None:

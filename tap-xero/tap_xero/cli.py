@@ -18,7 +18,7 @@ from typing import Any
 from tap_xero.auth import XeroAuthError, XeroTokenManager, describe_connections, login
 from tap_xero.tap import TapXero
 
-SUBCOMMANDS = ("auth",)
+SUBCOMMANDS = ("auth", "webhooks")
 _LEADING_FILE_OPTIONS = ("--config", "--catalog", "--properties", "--state")
 ENV_PREFIX = "TAP_XERO_"
 
@@ -187,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     configs, rest = _split_leading_options(args)
     if rest and rest[0] == "auth":
         sys.exit(auth_main(rest[1:], extra_configs=configs))
+    if rest and rest[0] == "webhooks":
+        from tap_xero.webhooks.serve import webhooks_main
+
+        sys.exit(webhooks_main(rest[1:], extra_configs=configs))
     if argv is None:
         TapXero.cli()
     else:

@@ -1,0 +1,239 @@
+"""The durable event store shared by the webhook receiver (writer) and the tap (reader).
+
+Every stored event gets a position from a monotonically increasing counter that is
+never reused, even after pruning. The tap emits the events after a position it keeps in
+its STATE and records the highest position it emitted; an event counts as done only when
+that STATE has come back through the target, and only then may the caller prune it. Reads
+never delete anything, so a crash anywhere replays events rather than losing them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_REQUIRED_EVENT_FIELDS = ("resourceId", "eventDateUtc", "eventType", "eventCategory", "tenantId")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    tenant_type TEXT,
+    category TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_url TEXT,
+    event_type TEXT NOT NULL,
+    event_date TEXT NOT NULL,
+    first_sequence INTEGER,
+    last_sequence INTEGER,
+    received_at TEXT NOT NULL,
+    UNIQUE (tenant_id, resource_id, event_date, event_type, category)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    first_sequence INTEGER,
+    last_sequence INTEGER,
+    events INTEGER NOT NULL,
+    new_events INTEGER NOT NULL,
+    received_at TEXT NOT NULL
+);
+"""
+
+
+class InvalidPayloadError(ValueError):
+    """A delivery that is not Xero's webhook shape; nothing of it is stored."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One stored event: which record of which organisation changed, and how."""
+
+    position: int
+    tenant_id: str
+    category: str
+    resource_id: str
+    event_type: str
+    event_date: str
+    resource_url: str | None = None
+    tenant_type: str | None = None
+
+
+def validate_payload(payload: Any) -> list[dict[str, Any]]:
+    """The events of a webhook payload, or InvalidPayloadError when its shape is wrong."""
+    if not isinstance(payload, Mapping):
+        msg = "the payload is not a JSON object"
+        raise InvalidPayloadError(msg)
+    events = payload.get("events")
+    if not isinstance(events, list):
+        msg = "the payload has no 'events' list"
+        raise InvalidPayloadError(msg)
+    for name in ("firstEventSequence", "lastEventSequence"):
+        value = payload.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            msg = f"'{name}' is not an integer"
+            raise InvalidPayloadError(msg)
+    checked: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            msg = f"event {index} is not an object"
+            raise InvalidPayloadError(msg)
+        for name in _REQUIRED_EVENT_FIELDS:
+            value = event.get(name)
+            if not isinstance(value, str) or not value.strip():
+                msg = f"event {index} lacks a non-empty string '{name}'"
+                raise InvalidPayloadError(msg)
+        for name in ("resourceUrl", "tenantType"):
+            value = event.get(name)
+            if value is not None and not isinstance(value, str):
+                msg = f"event {index} has a non-string '{name}'"
+                raise InvalidPayloadError(msg)
+        checked.append(dict(event))
+    return checked
+
+
+class EventStore:
+    """SQLite (WAL, synchronous=FULL): a delivery is on disk when add_delivery returns."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                msg = (
+                    f"the event store {self.path} has schema version {version}, newer than "
+                    f"this tap-xero understands ({SCHEMA_VERSION}): upgrade tap-xero"
+                )
+                raise RuntimeError(msg)
+            if version == SCHEMA_VERSION:
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def add_delivery(self, payload: Mapping[str, Any]) -> int:
+        """Store a delivery's events in one transaction; returns how many were new.
+
+        A retried delivery (or an event already seen in another one) is ignored by its
+        identity: tenant, resource, event date, type and category.
+        """
+        events = validate_payload(payload)
+        first = payload.get("firstEventSequence")
+        last = payload.get("lastEventSequence")
+        now = datetime.now(timezone.utc).isoformat()
+        rows = [
+            (
+                event["tenantId"],
+                event.get("tenantType"),
+                event["eventCategory"],
+                event["resourceId"],
+                event.get("resourceUrl"),
+                event["eventType"],
+                event["eventDateUtc"],
+                first,
+                last,
+                now,
+            )
+            for event in events
+        ]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._conn.total_changes
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO events (tenant_id, tenant_type, category, resource_id,"
+                    " resource_url, event_type, event_date, first_sequence, last_sequence,"
+                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                new = self._conn.total_changes - before
+                self._conn.execute(
+                    "INSERT INTO deliveries (first_sequence, last_sequence, events, new_events,"
+                    " received_at) VALUES (?, ?, ?, ?, ?)",
+                    (first, last, len(rows), new, now),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return new
+
+    def pending(self, after_position: int = 0, *, limit: int | None = None) -> list[PendingEvent]:
+        """Events after `after_position`, oldest first; reading deletes nothing."""
+        sql = (
+            "SELECT position, tenant_id, category, resource_id, event_type, event_date,"
+            " resource_url, tenant_type FROM events WHERE position > ? ORDER BY position"
+        )
+        params: Sequence[Any] = (after_position,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (after_position, limit)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [PendingEvent(*row) for row in rows]
+
+    def last_position(self) -> int:
+        """The highest position ever handed out (0 for a new store), pruned ones included."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        """Events currently stored."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def prune(self, up_to_position: int) -> int:
+        """Delete the events at or below a position the caller confirms done; returns how many."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute(
+                    "DELETE FROM events WHERE position <= ?", (up_to_position,)
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return int(cursor.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

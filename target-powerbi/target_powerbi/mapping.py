@@ -1,0 +1,515 @@
+"""JSON Schema -> Power BI tables and columns, and records -> rows.
+
+One place decides how a Singer stream looks in Power BI:
+
+- ``integer`` -> Int64, ``number`` -> Double (Decimal when the schema says
+  ``multipleOf`` with at most 4 decimals, or the model file asks), ``boolean`` ->
+  Boolean, ``date``/``date-time`` strings -> DateTime (ISO-8601 UTC), other
+  strings -> String; ``null`` in a type list or ``anyOf`` is dropped, and mixed
+  types fall back to a JSON string.
+- Nested objects are flattened into ``parent__child`` columns (the separator of
+  the Singer SDK's flattening); objects without properties become JSON strings.
+- Arrays of objects become child tables keyed to their parent row; other arrays
+  become JSON strings.
+- Names are sanitised to what Power BI accepts and kept unique
+  (case-insensitively, as the tabular model compares names).
+- Over 75 columns: the first 74 are kept and the rest are carried as one JSON
+  ``_overflow`` column; a value over 4,000 characters is truncated; an Int64 out
+  of range, a NaN/Infinity or an unparseable date becomes null. Each of these is
+  logged with the stream, the record's key and the column, or, with
+  ``on_invalid_value: fail``, stops the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_COLUMNS = 75
+MAX_TABLES = 75
+MAX_STRING = 4000
+MAX_NAME = 100
+INT64_MIN = -(2**63) + 1  # Int64.MinValue itself is refused
+INT64_MAX = 2**63 - 2  # Int64.MaxValue itself is refused
+SEPARATOR = "__"
+OVERFLOW_COLUMN = "_overflow"
+INDEX_COLUMN = "_index"
+PARENT_KEY_COLUMN = "_parent_key"
+MAX_DEPTH = 10
+DATA_TYPES = ("Int64", "Double", "Boolean", "DateTime", "String", "Decimal")
+
+_FORBIDDEN = re.compile(r"[./,():;$!&'\"+=\[\]{}|]")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+class InvalidValueError(ValueError):
+    """A value Power BI cannot hold, with ``on_invalid_value: fail``."""
+
+
+def sanitize_name(name: str) -> str:
+    """Return ``name`` with the characters Power BI refuses replaced, 1-100 characters."""
+    clean = _CONTROL.sub("", _FORBIDDEN.sub("_", name)).strip()
+    if not clean:
+        clean = "_"
+    if len(clean) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+        clean = f"{clean[: MAX_NAME - 9]}_{digest}"
+    return clean
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """Sanitise ``name`` and suffix it until it differs (case-insensitively) from ``used``."""
+    base = sanitize_name(name)
+    candidate = base
+    n = 2
+    while candidate.lower() in used:
+        suffix = f"_{n}"
+        candidate = f"{base[: MAX_NAME - len(suffix)]}{suffix}"
+        n += 1
+    used.add(candidate.lower())
+    return candidate
+
+
+@dataclass
+class Column:
+    """One Power BI column and where its value comes from in a record."""
+
+    name: str
+    data_type: str
+    path: tuple[str, ...]
+    json: bool = False  # serialise the value as a JSON string
+
+    def to_powerbi(self) -> dict[str, Any]:
+        """The column as Power BI's Table body declares it."""
+        return {"name": self.name, "dataType": self.data_type}
+
+
+@dataclass
+class TableMap:
+    """A Power BI table fed by a stream (root) or by an array of objects in it (child)."""
+
+    name: str
+    stream: str
+    path: tuple[str, ...]
+    columns: list[Column]
+    key_properties: list[str]
+    parent: TableMap | None = None
+    parent_column: str | None = None  # the parent's key copied into this child table
+    children: list[TableMap] = field(default_factory=list)
+    overflow: list[Column] = field(default_factory=list)
+    overflow_column: str | None = None
+
+    def to_powerbi(self) -> dict[str, Any]:
+        """The table as Power BI's Table body declares it."""
+        cols = [c.to_powerbi() for c in self.columns]
+        if self.overflow_column:
+            cols.append({"name": self.overflow_column, "dataType": "String"})
+        return {"name": self.name, "columns": cols}
+
+    def walk(self) -> Iterator[TableMap]:
+        """This table and every descendant, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def relationships(self) -> list[dict[str, Any]]:
+        """Child -> parent relationships where the parent has a single key column."""
+        rels = []
+        for t in self.walk():
+            if t.parent is not None and t.parent_column and t.parent_column != PARENT_KEY_COLUMN:
+                parent_key = t.parent.key_properties[0]
+                to_col = next(c.name for c in t.parent.columns if c.path == (parent_key,))
+                rels.append(
+                    {
+                        "name": sanitize_name(f"{t.name}_to_{t.parent.name}"),
+                        "fromTable": t.name,
+                        "fromColumn": t.parent_column,
+                        "toTable": t.parent.name,
+                        "toColumn": to_col,
+                        "crossFilteringBehavior": "OneDirection",
+                    }
+                )
+        return rels
+
+
+def _non_null(types: Iterable[Any]) -> list[Any]:
+    return [t for t in types if t != "null"]
+
+
+def _decimal_multiple(schema: dict[str, Any]) -> bool:
+    step = schema.get("multipleOf")
+    if not isinstance(step, (int, float)) or step <= 0 or step >= 1:
+        return False
+    return round(step, 4) == step
+
+
+def resolve(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Reduce a property schema to one kind: object, array, json or a Power BI data type.
+
+    Returns the kind and the (non-null) schema it came from.
+    """
+    for combinator in ("anyOf", "oneOf"):
+        if combinator in schema:
+            options = [s for s in schema[combinator] if s.get("type") != "null" and s != {}]
+            if len(options) == 1:
+                merged = {k: v for k, v in schema.items() if k != combinator}
+                return resolve({**merged, **options[0]})
+            kinds = {resolve(s)[0] for s in options}
+            if kinds <= {"Int64", "Double", "Decimal"} and kinds:
+                return ("Int64" if kinds == {"Int64"} else "Double"), schema
+            if len(kinds) == 1:
+                (only,) = kinds
+                if only not in ("object", "array"):
+                    return only, schema
+            return "json", schema
+    raw = schema.get("type")
+    types = _non_null(raw if isinstance(raw, list) else [raw] if raw else [])
+    if not types:
+        if "properties" in schema:
+            return "object", schema
+        if "items" in schema:
+            return "array", schema
+        return "json", schema
+    if len(types) > 1:
+        if set(types) <= {"integer", "number"}:
+            return "Double", schema
+        if set(types) <= {"string", "integer", "number", "boolean"}:
+            return "String", schema
+        return "json", schema
+    t = types[0]
+    if t == "integer":
+        return "Int64", schema
+    if t == "number":
+        return ("Decimal" if _decimal_multiple(schema) else "Double"), schema
+    if t == "boolean":
+        return "Boolean", schema
+    if t == "string":
+        return ("DateTime" if schema.get("format") in ("date-time", "date") else "String"), schema
+    if t == "object":
+        return ("object" if schema.get("properties") else "json"), schema
+    if t == "array":
+        return "array", schema
+    return "json", schema
+
+
+def _is_object_array(schema: dict[str, Any]) -> bool:
+    items = schema.get("items")
+    if not isinstance(items, dict):
+        return False
+    kind, _ = resolve(items)
+    return kind == "object"
+
+
+def map_stream(
+    stream: str,
+    schema: dict[str, Any],
+    key_properties: list[str] | None,
+    used_table_names: set[str],
+    *,
+    type_overrides: dict[str, dict[str, str]] | None = None,
+    logger: logging.Logger | None = None,
+) -> TableMap:
+    """Build the root table (and its child tables) of a stream.
+
+    ``used_table_names`` (lower-cased) keeps table names unique across the dataset;
+    ``type_overrides`` maps table -> column -> Power BI data type (from the model file).
+    """
+    log = logger or logging.getLogger(__name__)
+    overrides = type_overrides or {}
+    name = unique_name(stream, used_table_names)
+    root = _build_table(
+        name, stream, (), schema, list(key_properties or []), None, used_table_names, log
+    )
+    for table in root.walk():
+        for col in table.columns:
+            wanted = overrides.get(table.name, {}).get(col.name)
+            if wanted:
+                if wanted not in DATA_TYPES:
+                    msg = f"model file: unknown data type {wanted!r} for {table.name}.{col.name}"
+                    raise ValueError(msg)
+                col.data_type = wanted
+                col.json = False
+    return root
+
+
+def _build_table(
+    name: str,
+    stream: str,
+    path: tuple[str, ...],
+    schema: dict[str, Any],
+    key_properties: list[str],
+    parent: TableMap | None,
+    used_tables: set[str],
+    log: logging.Logger,
+) -> TableMap:
+    table = TableMap(name=name, stream=stream, path=path, columns=[], key_properties=key_properties)
+    table.parent = parent
+    used: set[str] = set()
+    leading: list[Column] = []
+    if parent is not None:
+        if parent.parent is None and len(parent.key_properties) == 1:
+            key = parent.key_properties[0]
+            parent_col = next(c for c in parent.columns if c.path == (key,))
+            table.parent_column = unique_name(parent_col.name, used)
+            leading.append(Column(table.parent_column, parent_col.data_type, ("\x00parent",)))
+        else:
+            table.parent_column = unique_name(PARENT_KEY_COLUMN, used)
+            leading.append(Column(table.parent_column, "String", ("\x00parent",)))
+        leading.append(Column(unique_name(INDEX_COLUMN, used), "Int64", ("\x00index",)))
+    columns: list[Column] = []
+    arrays: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    _collect(schema.get("properties", {}), (), columns, arrays, used, 0)
+    # key columns first so they survive a cut at 75 columns
+    keyed = [c for c in columns if c.path and c.path[0] in key_properties and len(c.path) == 1]
+    others = [c for c in columns if c not in keyed]
+    keyed.sort(key=lambda c: key_properties.index(c.path[0]))
+    ordered = leading + keyed + others
+    if len(ordered) > MAX_COLUMNS:
+        keep = ordered[: MAX_COLUMNS - 1]
+        table.overflow = ordered[MAX_COLUMNS - 1 :]
+        table.overflow_column = unique_name(OVERFLOW_COLUMN, used)
+        log.warning(
+            "Stream %r, table %r has %d columns, over Power BI's %d: columns %s are carried "
+            "as JSON in column %r",
+            stream,
+            name,
+            len(ordered),
+            MAX_COLUMNS,
+            [c.name for c in table.overflow],
+            table.overflow_column,
+        )
+        ordered = keep
+    table.columns = ordered
+    for apath, aschema in arrays:
+        child_name = unique_name(name + SEPARATOR + SEPARATOR.join(apath), used_tables)
+        items = aschema["items"]
+        _, item_schema = resolve(items)
+        child = _build_table(child_name, stream, apath, item_schema, [], table, used_tables, log)
+        table.children.append(child)
+    return table
+
+
+def _collect(
+    properties: dict[str, Any],
+    prefix: tuple[str, ...],
+    columns: list[Column],
+    arrays: list[tuple[tuple[str, ...], dict[str, Any]]],
+    used: set[str],
+    depth: int,
+) -> None:
+    for prop, sub in properties.items():
+        path = (*prefix, prop)
+        kind, resolved = resolve(sub if isinstance(sub, dict) else {})
+        label = SEPARATOR.join(path)
+        if kind == "object" and depth < MAX_DEPTH:
+            _collect(resolved["properties"], path, columns, arrays, used, depth + 1)
+        elif kind == "array" and _is_object_array(resolved) and depth < MAX_DEPTH:
+            arrays.append((path, resolved))
+        elif kind in ("object", "array", "json"):
+            columns.append(Column(unique_name(label, used), "String", path, json=True))
+        else:
+            columns.append(Column(unique_name(label, used), kind, path))
+
+
+# ---------------------------------------------------------------- records -> rows
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON (sorted keys) used for rows, keys and hashes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _get(record: Any, path: tuple[str, ...]) -> Any:
+    value = record
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def to_utc_iso(value: Any) -> str | None:
+    """ISO-8601 UTC text for a date or date-time (naive values are taken as UTC)."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                moment = dt.datetime.combine(dt.date.fromisoformat(text[:10]), dt.time())
+            except ValueError:
+                return None
+            if len(text) > 10:
+                return None
+    else:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+@dataclass
+class ValuePolicy:
+    """What to do with a value Power BI cannot hold: ``warn`` (fix it, log it) or ``fail``."""
+
+    on_invalid: str = "warn"
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
+    warnings: int = 0
+
+    def problem(self, table: TableMap, key: str, column: str, what: str) -> None:
+        """Report (or refuse) a value that had to be changed."""
+        msg = f"stream {table.stream!r} table {table.name!r} record {key} column {column!r}: {what}"
+        if self.on_invalid == "fail":
+            raise InvalidValueError(msg + " (on_invalid_value is 'fail')")
+        self.warnings += 1
+        self.logger.warning(msg)
+
+
+def convert(value: Any, col: Column, table: TableMap, key: str, policy: ValuePolicy) -> Any:
+    """A record value as Power BI accepts it for ``col``."""
+    if value is None:
+        return None
+    t = col.data_type
+    if col.json or t == "String":
+        text = value if isinstance(value, str) and not col.json else dumps(value)
+        if len(text) > MAX_STRING:
+            policy.problem(
+                table, key, col.name, f"{len(text)} characters, truncated to {MAX_STRING}"
+            )
+            text = text[:MAX_STRING]
+        return text
+    if t == "Int64":
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, (float, decimal.Decimal)) and value == int(value):
+            value = int(value)
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                policy.problem(table, key, col.name, f"{value!r} is not an integer, sent as null")
+                return None
+        if not isinstance(value, int):
+            policy.problem(table, key, col.name, f"{value!r} is not an integer, sent as null")
+            return None
+        if not INT64_MIN <= value <= INT64_MAX:
+            policy.problem(table, key, col.name, f"{value} is outside Int64, sent as null")
+            return None
+        return value
+    if t in ("Double", "Decimal"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            policy.problem(table, key, col.name, f"{value!r} is not a number, sent as null")
+            return None
+        if math.isnan(number) or math.isinf(number):
+            policy.problem(table, key, col.name, f"{value!r} is not finite, sent as null")
+            return None
+        if t == "Decimal":
+            return round(number, 4)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return number
+    if t == "Boolean":
+        if isinstance(value, bool):
+            return value
+        policy.problem(table, key, col.name, f"{value!r} is not a boolean, sent as null")
+        return None
+    if t == "DateTime":
+        moment = to_utc_iso(value)
+        if moment is None:
+            policy.problem(table, key, col.name, f"{value!r} is not a date-time, sent as null")
+        return moment
+    return value
+
+
+def record_key(table: TableMap, record: dict[str, Any], *, by_content: bool) -> str:
+    """The store key of a root record: its key properties, or a hash of its content."""
+    if table.key_properties and not by_content:
+        return dumps([_get(record, (k,)) for k in table.key_properties])
+    return "h:" + hashlib.sha256(dumps(record).encode()).hexdigest()
+
+
+@dataclass
+class Row:
+    """A row bound for a Power BI table, with its store key and root record key."""
+
+    table: str
+    key: str
+    data: dict[str, Any]
+
+
+def build_rows(
+    root: TableMap,
+    record: dict[str, Any],
+    key: str,
+    policy: ValuePolicy,
+) -> list[Row]:
+    """Every row (root and children) one record produces."""
+    out: list[Row] = []
+    _rows(root, record, key, None, None, policy, out)
+    return out
+
+
+def _rows(
+    table: TableMap,
+    item: dict[str, Any],
+    key: str,
+    parent_value: Any,
+    index: int | None,
+    policy: ValuePolicy,
+    out: list[Row],
+) -> None:
+    data: dict[str, Any] = {}
+    for col in table.columns:
+        if col.path == ("\x00parent",):
+            data[col.name] = parent_value
+        elif col.path == ("\x00index",):
+            data[col.name] = index
+        else:
+            data[col.name] = convert(_get(item, col.path), col, table, key, policy)
+    if table.overflow_column:
+        extra = {c.name: _get(item, c.path) for c in table.overflow}
+        extra = {k: v for k, v in extra.items() if v is not None}
+        spill = Column(table.overflow_column, "String", (), json=True)
+        data[table.overflow_column] = convert(extra, spill, table, key, policy) if extra else None
+    out.append(Row(table.name, key, data))
+    for child in table.children:
+        items = _get(item, child.path)
+        if not isinstance(items, list):
+            continue
+        if child.parent_column and child.parent_column != PARENT_KEY_COLUMN:
+            pvalue = _first_key_value(table, data)
+        else:
+            pvalue = key
+        for i, sub in enumerate(items):
+            if isinstance(sub, dict):
+                _rows(child, sub, dumps([key, child.name, i]), pvalue, i, policy, out)
+
+
+def _first_key_value(table: TableMap, data: dict[str, Any]) -> Any:
+    key = table.key_properties[0]
+    col = next(c for c in table.columns if c.path == (key,))
+    return data[col.name]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from typing_extensions import override
+
+from tap_xero.auth import XeroBearerAuth, XeroTokenManager
+from tap_xero.connections import granted_tenants
+from tap_xero.limits import LimitSettings, RateLimiters
+from tap_xero.streams import STREAM_TYPES
 
 XERO_API_URL = "https://api.xero.com/api.xro/2.0"
 XERO_IDENTITY_URL = "https://identity.xero.com"
@@ -119,11 +127,104 @@ class TapXero(Tap):
                 "listens for the authorization code."
             ),
         ),
+        th.Property(
+            "daily_call_budget",
+            th.IntegerType,
+            default=4500,
+            title="Daily call budget",
+            description=(
+                "Calls a day per organisation this tap may spend (Xero allows 5,000 across all "
+                "apps). When it is spent the run stops cleanly, bookmarks saved, and the next "
+                "run carries on."
+            ),
+        ),
+        th.Property(
+            "calls_per_minute",
+            th.IntegerType,
+            default=60,
+            title="Calls per minute",
+            description="Calls per organisation per minute window (Xero: 60).",
+        ),
+        th.Property(
+            "max_in_flight",
+            th.IntegerType,
+            default=5,
+            title="Max calls in flight",
+            description="Concurrent calls per organisation (Xero: 5).",
+        ),
+        th.Property(
+            "rate_limit_window_seconds",
+            th.NumberType,
+            default=60,
+            title="Rate limit window (seconds)",
+            description=(
+                "Real seconds in Xero's minute window. Lower it only for a time-scaled sandbox "
+                "(60 / time scale)."
+            ),
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=5,
+            title="Max retries",
+            description="Retries of a call after a 5xx, timeout, dropped connection or 429.",
+        ),
+        th.Property(
+            "retry_backoff_seconds",
+            th.NumberType,
+            default=1.0,
+            title="Retry backoff (seconds)",
+            description="Base of the exponential backoff (full jitter, capped at 60 s).",
+        ),
+        th.Property(
+            "request_timeout",
+            th.IntegerType,
+            default=60,
+            title="Request timeout (seconds)",
+            description="Seconds to wait for Xero's answer to one call before retrying it.",
+        ),
+        th.Property(
+            "webhook_key",
+            th.StringType,
+            secret=True,
+            title="Webhook key",
+            description="Signing key of the Xero app's webhooks (to verify deliveries).",
+        ),
     ).to_dict()
+
+    @cached_property
+    def token_manager(self) -> XeroTokenManager:
+        """One token manager per run, shared by every stream (refreshes are rotations)."""
+        return XeroTokenManager(self.config, self.logger)
+
+    @cached_property
+    def bearer_auth(self) -> XeroBearerAuth:
+        return XeroBearerAuth(self.token_manager)
+
+    @cached_property
+    def limiters(self) -> RateLimiters:
+        """One limiter per organisation, shared by every stream."""
+        return RateLimiters(
+            LimitSettings(
+                calls_per_minute=int(self.config.get("calls_per_minute", 60)),
+                window_seconds=float(self.config.get("rate_limit_window_seconds", 60)),
+                max_in_flight=int(self.config.get("max_in_flight", 5)),
+                daily_call_budget=int(self.config.get("daily_call_budget", 4500)),
+            )
+        )
+
+    @cached_property
+    def organisations(self) -> list[dict[str, Any]]:
+        """The organisations to read: `tenant_ids`, checked against `/connections`."""
+        return granted_tenants(self.token_manager, self.config.get("tenant_ids") or None)
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        return [str(org["tenantId"]) for org in self.organisations]
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return []
+        return [stream_type(self) for stream_type in STREAM_TYPES]
 
 
 if __name__ == "__main__":

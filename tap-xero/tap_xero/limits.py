@@ -1,0 +1,162 @@
+"""Xero's per-organisation limits, enforced on the client so that a normal run never sees 429.
+
+One `OrgLimiter` per organisation, shared by every stream of the run (through
+`RateLimiters`). It keeps three promises:
+
+- at most `calls_per_minute` calls in any `window_seconds` (counted on the client), and
+  none while `X-MinLimit-Remaining` says the server's fixed window is spent;
+- at most `max_in_flight` calls at once;
+- at most `daily_call_budget` calls a day, read from `X-DayLimit-Remaining` so that
+  earlier runs of the same day count too. Past the budget it raises
+  `DailyBudgetExhaustedError`, which the streams turn into a clean stop.
+
+After a 429 the organisation is blocked for exactly `Retry-After` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+XERO_DAY_LIMIT = 5000
+
+
+class DailyBudgetExhaustedError(Exception):
+    """The organisation's daily call budget is spent: stop its streams, keep bookmarks."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """The knobs of every organisation's limiter (settings of the tap)."""
+
+    calls_per_minute: int = 60
+    window_seconds: float = 60.0
+    max_in_flight: int = 5
+    daily_call_budget: int = 4500
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OrgLimiter:
+    """Paces one organisation's calls; thread-safe."""
+
+    def __init__(
+        self,
+        settings: LimitSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(settings.max_in_flight)
+        self._sent: deque[float] = deque()  # send times within the last window
+        self._blocked_until = 0.0
+        self._min_remaining: int | None = None
+        self._window_start: float | None = None  # latest moment the server window began
+        self.calls = 0  # calls sent by this run
+        self.day_remaining: int | None = None
+        self.throttled = 0  # 429s received
+        self.exhausted = False
+
+    @property
+    def used_today(self) -> int:
+        """Calls spent today: by the server's count when known, else this run's."""
+        server = XERO_DAY_LIMIT - self.day_remaining if self.day_remaining is not None else 0
+        return max(self.calls, server)
+
+    def _wait_time(self, now: float) -> float:
+        window = self.settings.window_seconds
+        while self._sent and self._sent[0] <= now - window:
+            self._sent.popleft()
+        wait = self._blocked_until - now
+        if len(self._sent) >= self.settings.calls_per_minute:
+            wait = max(wait, self._sent[0] + window - now)
+        if self._min_remaining is not None and self._min_remaining <= 0:
+            start = self._window_start if self._window_start is not None else now
+            wait = max(wait, start + window - now)
+        return wait
+
+    def _reserve(self) -> float:
+        """Wait for room in the minute window, count the call as sent; returns its time."""
+        while True:
+            with self._lock:
+                if self.exhausted or self.used_today >= self.settings.daily_call_budget:
+                    self.exhausted = True
+                    raise DailyBudgetExhaustedError
+                now = self._clock()
+                wait = self._wait_time(now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    self.calls += 1
+                    if self._window_start is None:
+                        self._window_start = now
+                    if self._min_remaining is not None:
+                        self._min_remaining -= 1
+                    return now
+            self._sleep(wait)
+
+    @contextmanager
+    def slot(self) -> Iterator[float]:
+        """Hold one in-flight slot for one call, paced by the minute window.
+
+        Yields the send time, to pass back to `observe` with the response's headers.
+        """
+        with self._slots:
+            yield self._reserve()
+
+    def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
+        """Learn the server's view from the `X-...-Remaining` headers of a response."""
+        minute = _int_header(headers, "X-MinLimit-Remaining")
+        day = _int_header(headers, "X-DayLimit-Remaining")
+        with self._lock:
+            if minute is not None:
+                if self._min_remaining is not None and minute > self._min_remaining:
+                    # The server's window restarted since our previous call: it began no
+                    # later than this call was sent.
+                    self._window_start = sent_at if sent_at is not None else self._clock()
+                self._min_remaining = minute
+            if day is not None:
+                self.day_remaining = day
+
+    def block_for(self, seconds: float) -> None:
+        """After a 429: no call to this organisation for exactly `seconds`."""
+        with self._lock:
+            self.throttled += 1
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def exhaust(self) -> None:
+        """Xero says the day's limit is spent (429 `day`): stop for today."""
+        with self._lock:
+            self.exhausted = True
+
+
+class RateLimiters:
+    """One limiter per organisation, created on first use, shared by all streams."""
+
+    def __init__(self, settings: LimitSettings) -> None:
+        self.settings = settings
+        self._by_tenant: dict[str, OrgLimiter] = {}
+        self._lock = threading.Lock()
+
+    def for_tenant(self, tenant_id: str) -> OrgLimiter:
+        with self._lock:
+            if tenant_id not in self._by_tenant:
+                self._by_tenant[tenant_id] = OrgLimiter(self.settings)
+            return self._by_tenant[tenant_id]
+
+    def items(self) -> list[tuple[str, OrgLimiter]]:
+        with self._lock:
+            return list(self._by_tenant.items())

@@ -1,0 +1,66 @@
+"""Sales: invoices (and bills), credit notes, quotes, repeating invoices."""
+
+from __future__ import annotations
+
+from tap_xero.client import XeroChildStream, XeroStream
+
+
+class InvoicesStream(XeroStream):
+    """Sales invoices and bills; deleted and voided ones stay visible by status."""
+
+    name = "invoices"
+    path = "/Invoices"
+    collection = "Invoices"
+    id_field = "InvoiceID"
+    paging = "page_size"
+    modified_since = True
+    ordered = True
+    replication_key = "UpdatedDateUTC"
+    include_archived = True
+
+
+class InvoiceLineItemsStream(XeroChildStream):
+    name = "invoice_line_items"
+    parent_type = InvoicesStream
+    lines_field = "LineItems"
+    id_field = "LineItemID"
+
+
+class CreditNotesStream(XeroStream):
+    name = "credit_notes"
+    path = "/CreditNotes"
+    collection = "CreditNotes"
+    id_field = "CreditNoteID"
+    paging = "page_size"
+    modified_since = True
+    ordered = True
+    replication_key = "UpdatedDateUTC"
+
+
+class CreditNoteLineItemsStream(XeroChildStream):
+    name = "credit_note_line_items"
+    parent_type = CreditNotesStream
+    lines_field = "LineItems"
+    id_field = "LineItemID"
+
+
+class QuotesStream(XeroStream):
+    """Quotes page by 100 (no pageSize)."""
+
+    name = "quotes"
+    path = "/Quotes"
+    collection = "Quotes"
+    id_field = "QuoteID"
+    paging = "page"
+    modified_since = True
+    ordered = True
+    replication_key = "UpdatedDateUTC"
+
+
+class RepeatingInvoicesStream(XeroStream):
+    """Templates: no If-Modified-Since, so read whole."""
+
+    name = "repeating_invoices"
+    path = "/RepeatingInvoices"
+    collection = "RepeatingInvoices"
+    id_field = "RepeatingInvoiceID"

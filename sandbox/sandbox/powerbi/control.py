@@ -1,0 +1,171 @@
+"""The control API under /_sandbox/ and the read-only viewer page at `/`."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.powerbi.state import PowerBIState
+
+VIEWER_ROWS = 10
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "SandboxControlError", "message": message}}, status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        msg = "the body must be a JSON object"
+        raise ValueError(msg)
+    return value
+
+
+def routes(state: PowerBIState) -> list[Route]:
+    async def datasets(request: Request) -> Response:
+        return JSONResponse(state.snapshot())
+
+    async def rows(request: Request) -> Response:
+        dataset_id = request.path_params["datasetId"]
+        table_name = request.path_params["tableName"]
+        limit_raw = request.query_params.get("limit")
+        limit = int(limit_raw) if limit_raw and limit_raw.isdigit() else None
+        with state.lock:
+            dataset = state.datasets.get(dataset_id)
+            table = dataset.table(table_name) if dataset else None
+            if table is None:
+                return _error(404, f"no table '{table_name}' in dataset {dataset_id}")
+            return JSONResponse(
+                {
+                    "datasetId": dataset_id,
+                    "table": table_name,
+                    "rowCount": table.count,
+                    "syntheticRows": table.synthetic,
+                    "rows": table.row_dicts(limit),
+                }
+            )
+
+    async def seed(request: Request) -> Response:
+        """Count `count` contentless rows into a table (to reach the big-table edges quickly)."""
+        try:
+            body = await _body(request)
+            count = int(body.get("count", 0))
+            in_window = bool(body.get("in_time_window", False))
+        except (ValueError, TypeError) as exc:
+            return _error(400, str(exc))
+        with state.lock:
+            dataset = state.datasets.get(request.path_params["datasetId"])
+            table = dataset.table(request.path_params["tableName"]) if dataset else None
+            if dataset is None or table is None:
+                return _error(404, "no such dataset or table")
+            if count < 0:
+                return _error(400, "count must be >= 0")
+            if dataset.retention != "basicFIFO" and table.count + count > state.row_cap(dataset):
+                return _error(400, "the table would exceed its row cap")
+            table.synthetic += count
+            excess = table.count - state.row_cap(dataset)
+            if excess > 0:
+                dropped = min(excess, table.synthetic)
+                table.synthetic -= dropped
+                for _ in range(excess - dropped):
+                    table.rows.popleft()
+            if in_window and count:
+                dataset.rows_hour.add(state.clock.timestamp(), count)
+            return JSONResponse({"rowCount": table.count})
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(state.stats_json())
+
+    async def faults(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.faults.to_json())
+        try:
+            body = await _body(request)
+            result = state.set_faults(body)
+        except (ValueError, TypeError) as exc:
+            return _error(400, str(exc))
+        return JSONResponse(result.to_json())
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return JSONResponse({"reset": True})
+
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await _body(request)
+                seconds = float(body.get("advance_seconds", 0))
+            except (ValueError, TypeError) as exc:
+                return _error(400, str(exc))
+            if seconds < 0:
+                return _error(400, "the clock only moves forward")
+            state.clock.advance(seconds)
+        return JSONResponse(
+            {"now": state.clock.now().isoformat(), "time_scale": state.clock.time_scale}
+        )
+
+    async def viewer(request: Request) -> Response:
+        return HTMLResponse(render_viewer(state))
+
+    return [
+        Route("/", viewer, methods=["GET"]),
+        Route("/_sandbox/datasets", datasets, methods=["GET"]),
+        Route("/_sandbox/datasets/{datasetId}/tables/{tableName}/rows", rows, methods=["GET"]),
+        Route("/_sandbox/datasets/{datasetId}/tables/{tableName}/seed", seed, methods=["POST"]),
+        Route("/_sandbox/stats", stats, methods=["GET"]),
+        Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+    ]
+
+
+def render_viewer(state: PowerBIState) -> str:
+    """Workspace, datasets, tables, row counts and the first rows of each table."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<meta http-equiv='refresh' content='5'>",
+        "<title>Power BI sandbox</title><style>",
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}",
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}th{background:#eee}",
+        "</style></head><body><h1>Power BI sandbox (read-only)</h1>",
+    ]
+    with state.lock:
+        parts.append(
+            f"<h2>Workspace {esc(state.workspace_name)} <small>{esc(state.workspace_id)}</small>"
+            "</h2>"
+        )
+        if not state.datasets:
+            parts.append("<p>No datasets yet.</p>")
+        for ds in state.datasets.values():
+            parts.append(
+                f"<h3>Dataset {esc(ds.name)} <small>{esc(ds.id)} · {esc(ds.mode)} · "
+                f"retention {esc(ds.retention)}</small></h3>"
+            )
+            for table in ds.tables.values():
+                names = [c.name for c in table.schema.columns]
+                parts.append(
+                    f"<h4>{esc(table.schema.name)}: {table.count} rows</h4><table><tr>"
+                    + "".join(f"<th>{esc(n)}</th>" for n in names)
+                    + "</tr>"
+                )
+                for row in table.row_dicts(VIEWER_ROWS):
+                    parts.append(
+                        "<tr>"
+                        + "".join(
+                            f"<td>{esc('' if row[n] is None else str(row[n]))}</td>" for n in names
+                        )
+                        + "</tr>"
+                    )
+                parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,122 @@
+"""`PowerBISandbox`: the whole emulator on one loopback TLS port, trusted through a local CA."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trustme
+from typing_extensions import override
+
+from sandbox.clock import SandboxClock
+from sandbox.powerbi.app import build_app
+from sandbox.powerbi.limits import Limits
+from sandbox.powerbi.state import PowerBIState
+from sandbox.server import BackgroundServer
+
+
+class _TLSServer(BackgroundServer):
+    """A BackgroundServer that removes its certificate directory when it stops."""
+
+    def __init__(self, *args: Any, cert_dir: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cert_dir = cert_dir
+
+    @override
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.cert_dir, ignore_errors=True)
+
+
+class PowerBISandbox:
+    """Power BI push datasets and Entra ID; times and lifetimes are in sandbox seconds."""
+
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        port: int = 0,
+        token_lifetime_seconds: float = 3600.0,
+        limits: Limits | None = None,
+    ) -> None:
+        self.clock = SandboxClock(time_scale=time_scale)
+        self.state = PowerBIState(
+            self.clock, token_lifetime_seconds=token_lifetime_seconds, limits=limits
+        )
+        self.app = build_app(self.state)
+        self._port = port
+        self.server: _TLSServer | None = None
+        self.ca_bundle = ""
+
+    def start(self) -> PowerBISandbox:
+        cert_dir = Path(tempfile.mkdtemp(prefix="powerbi-sandbox-"))
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ca_path = cert_dir / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_path))
+        cert_path = cert_dir / "server.pem"
+        key_path = cert_dir / "server.key"
+        cert_path.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        cert.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        self.ca_bundle = str(ca_path)
+        self.server = _TLSServer(
+            self.app,
+            self._port,
+            ssl_certfile=str(cert_path),
+            ssl_keyfile=str(key_path),
+            cert_dir=cert_dir,
+        )
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> PowerBISandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            msg = "the sandbox is not started"
+            raise RuntimeError(msg)
+        return self.server.base_url
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ready line: also target-powerbi's config, as it stands (plus a dataset name)."""
+        state = self.state
+        return {
+            "api_url": f"{self.url}/v1.0/myorg",
+            "authority_url": self.url,
+            "tenant_id": state.tenant_id,
+            "client_id": state.member.client_id,
+            "client_secret": state.member.client_secret,
+            "workspace_id": state.workspace_id,
+            "ca_bundle": self.ca_bundle,
+            "viewer_url": f"{self.url}/",
+        }
+
+    def outsider(self) -> dict[str, str]:
+        """Credentials of a registered principal that is not a member of the workspace."""
+        return {
+            "client_id": self.state.outsider.client_id,
+            "client_secret": self.state.outsider.client_secret,
+        }
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward (windows, token lifetimes)."""
+        self.clock.advance(seconds)

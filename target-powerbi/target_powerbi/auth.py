@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import backoff
 import requests
 from msal.application import ConfidentialClientApplication
+from msal.exceptions import MsalServiceError
 from msal.token_cache import TokenCache
 
 from target_powerbi.errors import AuthenticationError, TokenServiceError, redact
@@ -83,7 +85,7 @@ class TokenProvider:
         self._session = session
         self._logger = logger
         self._max_retries = max_retries
-        self._sleep = sleep or _real_sleep
+        self._sleep = sleep or time.sleep
         self._backoff_factor = backoff_factor
         self._lock = threading.Lock()
         self._app: ConfidentialClientApplication | None = None
@@ -113,6 +115,9 @@ class TokenProvider:
                     result = self._acquire()
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     problem = f"the token service is unreachable ({type(exc).__name__})"
+                except MsalServiceError as exc:
+                    # MSAL raises on a 5xx and replays it for 5 seconds (its own throttling).
+                    problem = f"the token service failed ({self._clean(exc)})"
                 except ValueError as exc:
                     # MSAL raises ValueError when the authority's discovery document fails.
                     problem = f"the authority's OpenID configuration failed ({self._clean(exc)})"
@@ -170,8 +175,3 @@ class TokenProvider:
         )
         return AuthenticationError(msg, status=401, code=code or error)
 
-
-def _real_sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)

@@ -168,7 +168,6 @@ class PowerBIClient:
             session=self.session,
             logger=logger,
             max_retries=self.max_retries,
-            sleep=self.clock.sleep,
         )
         self.audit = AuditLog(config.get("audit_log_path"), secrets=(self._secret,))
         self._known_datasets: dict[str, str] = {}

@@ -1,0 +1,136 @@
+"""The per-organisation limiter, on a fake clock: pacing, headers, Retry-After, budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from tap_xero.limits import DailyBudgetExhaustedError, LimitSettings, OrgLimiter, RateLimiters
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter(clock: FakeClock, **kw) -> OrgLimiter:
+    return OrgLimiter(LimitSettings(**kw), clock=clock, sleep=clock.sleep)
+
+
+def call(lim: OrgLimiter, headers: dict[str, str] | None = None) -> float:
+    with lim.slot() as sent_at:
+        lim.observe(headers or {}, sent_at)
+    return sent_at
+
+
+def test_sixty_calls_then_wait_for_the_oldest_to_leave_the_window():
+    clock = FakeClock()
+    lim = limiter(clock, calls_per_minute=60, window_seconds=60.0)
+    for _ in range(60):
+        call(lim)
+        clock.now += 0.5
+    assert clock.slept == []
+    sent = call(lim)
+    assert sent == pytest.approx(1060.0)  # first call at 1000 leaves the window at 1060
+    assert sum(clock.slept) == pytest.approx(30.0)
+
+
+def test_server_says_minute_spent_waits_for_its_window_to_end():
+    clock = FakeClock()
+    lim = limiter(clock, calls_per_minute=60, window_seconds=60.0)
+    # Another app spent most of the window: the server has 1 call left after ours.
+    call(lim, {"X-MinLimit-Remaining": "1"})
+    clock.now += 1
+    call(lim, {"X-MinLimit-Remaining": "0"})
+    clock.now += 1
+    sent = call(lim, {"X-MinLimit-Remaining": "59"})
+    assert sent == pytest.approx(1060.0)  # window began no later than the first call
+
+
+def test_window_start_moves_when_the_server_window_restarts():
+    clock = FakeClock()
+    lim = limiter(clock, calls_per_minute=1000, window_seconds=60.0)
+    call(lim, {"X-MinLimit-Remaining": "5"})
+    clock.now = 1100.0
+    call(lim, {"X-MinLimit-Remaining": "59"})  # went up: a new window began by 1100
+    clock.now = 1101.0
+    call(lim, {"X-MinLimit-Remaining": "0"})
+    clock.now = 1102.0
+    assert call(lim) == pytest.approx(1160.0)
+
+
+def test_retry_after_blocks_exactly_that_long():
+    clock = FakeClock()
+    lim = limiter(clock)
+    lim.block_for(7.25)
+    assert call(lim) == pytest.approx(1007.25)
+    assert clock.slept == [pytest.approx(7.25)]
+    assert lim.throttled == 1
+
+
+def test_daily_budget_counts_earlier_runs_through_the_day_header():
+    clock = FakeClock()
+    lim = limiter(clock, daily_call_budget=4500)
+    call(lim, {"X-DayLimit-Remaining": "502"})  # 4498 spent today, by earlier runs too
+    call(lim, {"X-DayLimit-Remaining": "501"})
+    assert lim.used_today == 4499
+    call(lim, {"X-DayLimit-Remaining": "500"})
+    with pytest.raises(DailyBudgetExhaustedError):
+        call(lim)
+    assert lim.exhausted
+
+
+def test_daily_budget_counts_own_calls_without_headers():
+    clock = FakeClock()
+    lim = limiter(clock, daily_call_budget=3)
+    for _ in range(3):
+        call(lim)
+    with pytest.raises(DailyBudgetExhaustedError):
+        call(lim)
+
+
+def test_exhaust_after_a_day_429_stops_further_calls():
+    lim = limiter(FakeClock())
+    lim.exhaust()
+    with pytest.raises(DailyBudgetExhaustedError):
+        call(lim)
+
+
+def test_at_most_max_in_flight_at_once():
+    lim = OrgLimiter(LimitSettings(max_in_flight=3, calls_per_minute=10_000))
+    inside = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work():
+        nonlocal inside, peak
+        with lim.slot():
+            with lock:
+                inside += 1
+                peak = max(peak, inside)
+            time.sleep(0.02)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 3
+    assert lim.calls == 12
+
+
+def test_one_limiter_per_organisation():
+    limiters = RateLimiters(LimitSettings())
+    assert limiters.for_tenant("a") is limiters.for_tenant("a")
+    assert limiters.for_tenant("a") is not limiters.for_tenant("b")

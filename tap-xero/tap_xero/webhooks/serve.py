@@ -140,6 +140,7 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings["webhook_host"], settings["webhook_port"]))
+        sock.listen(2048)  # connections queue from now on, before the ready line
     except OSError as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: cannot listen: {exc.strerror}\n")
         return 1

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -49,6 +52,27 @@ class Client(Protocol):
 
 
 _Chunk = tuple[str, int, list[dict[str, Any]]]
+
+KILL_ENV = "TARGET_POWERBI_TEST_KILL_AT"
+_hits: Counter[str] = Counter()
+
+
+def checkpoint(name: str) -> None:
+    """Crash-test hook: SIGKILL this process at the n-th pass of a named point.
+
+    ``TARGET_POWERBI_TEST_KILL_AT=posted:2`` kills the target right after its
+    second wave of POSTs, before the push is recorded in the store. Unset (always,
+    outside the crash tests), it does nothing.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _hits[name] += 1
+    if _hits[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class DatasetLayoutError(PowerBIError):
@@ -218,6 +242,7 @@ class DatasetSync:
         if relationships:
             body["relationships"] = list(relationships.values())[:75]
         created = self.client.create_dataset(body, retention_policy=self.retention_policy)
+        checkpoint("created")
         dataset_id = str(created["id"])
         self.log.info(
             "Created push dataset %r (%s) with tables %s",
@@ -292,19 +317,23 @@ class DatasetSync:
             self.store.count(table.name),
         )
         self.client.delete_rows(dataset_id, table.name)
+        checkpoint("emptied")
         top = self.store.max_seq(table.name)
         counts = {table.name: 0}
         for wave in self._waves([(table.name, 0)]):
             self._post(dataset_id, wave, counts)
+            checkpoint("reloading")
         self.store.reloaded(table.name, top, counts[table.name])
 
     def _append(self, dataset_id: str, tables: list[TableState]) -> None:
         """Append rows Power BI does not hold yet; in flight until recorded."""
         self.store.begin_push([t.name for t in tables])
+        checkpoint("push-begun")
         counts = {t.name: t.pbi_rows for t in tables}
         pushed = {t.name: t.pushed_seq for t in tables}
         for wave in self._waves([(t.name, t.pushed_seq) for t in tables]):
             self._post(dataset_id, wave, counts)
+            checkpoint("posted")
             for name, last, _ in wave:
                 pushed[name] = max(pushed[name], last)
         for t in tables:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
+from target_powerbi.dataset import checkpoint
 from target_powerbi.limits import MAX_ROWS_PER_POST
 from target_powerbi.mapping import Row, build_rows, record_key
 
@@ -72,6 +73,7 @@ class PowerBISink(BatchSink):
             by_version.setdefault(version, []).append((key, rows))
         for version, records in by_version.items():
             result = store.write(records, self.table_names, version=version, run=self.pbi.run_id)
+            checkpoint("stored")
             self.logger.info(
                 "Stored %d records of %s: %d new rows, %d unchanged, %d changed, %d removed",
                 len(records),

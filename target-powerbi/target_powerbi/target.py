@@ -12,7 +12,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabiliti
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_powerbi.dataset import DatasetSync
+from target_powerbi.dataset import DatasetSync, checkpoint
 from target_powerbi.limits import MAX_PENDING, MAX_ROWS_PER_POST
 from target_powerbi.mapping import TableMap, ValuePolicy, map_stream
 from target_powerbi.model import Model, load_model
@@ -301,6 +301,7 @@ class TargetPowerBI(Target):
     def _write_state_message(self, state: dict[str, Any]) -> None:
         # STATE only once the rows it covers are in the store and in Power BI.
         self.push()
+        checkpoint("pushed")
         super()._write_state_message(state)
 
     @override

@@ -1,0 +1,214 @@
+"""Reading collections the way Xero's API does: visibility, If-Modified-Since, order, paging."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sandbox.xero.company import COLLECTIONS, ID_FIELD, MODIFIED_FIELD, Org
+from sandbox.xero.util import Record, parse_msdate
+
+# `page` (1-based) is honoured here ...
+PAGED = frozenset(
+    {
+        "BankTransactions",
+        "Contacts",
+        "CreditNotes",
+        "Invoices",
+        "LinkedTransactions",
+        "ManualJournals",
+        "Overpayments",
+        "Payments",
+        "Prepayments",
+        "PurchaseOrders",
+        "Quotes",
+    }
+)
+# ... and `pageSize` with the `pagination` object only here.
+PAGE_SIZED = PAGED - {"LinkedTransactions", "Quotes"}
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+JOURNALS_PER_CALL = 100
+# Unpaged, unfiltered reads of bigger collections answer 400, as Xero does for large orgs.
+UNFILTERED_LIMIT = 10_000
+
+ENVELOPE_KEY = {name: name for name in COLLECTIONS} | {"Organisation": "Organisations"}
+ARCHIVABLE = {"Contacts": "ContactStatus", "TrackingCategories": "Status", "Invoices": "Status"}
+
+
+class ApiError(Exception):
+    """An error answer of the API: HTTP status and Xero-style body."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body = {"Type": None, "Title": title, "Status": status, "Detail": detail}
+
+
+def parse_if_modified_since(value: str | None) -> int | None:
+    """Milliseconds of an If-Modified-Since header (ISO to the second, or HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * 1000
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    return params.get(name, "").lower() == "true"
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "Validation", f"{name} must be an integer") from None
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, "")
+    if isinstance(value, str) and value.startswith("/Date("):
+        return (1, parse_msdate(value))
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value).lower())
+
+
+def order_records(records: list[Record], order: str) -> list[Record]:
+    """`order=Field [ASC|DESC], ...` (stable, last key first)."""
+    keys = []
+    for part in order.split(","):
+        words = part.strip().split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
+            raise ApiError(400, "Validation", f"invalid order {order!r}")
+        keys.append((words[0], len(words) == 2 and words[1].upper() == "DESC"))
+    for name, descending in reversed(keys):
+        records = sorted(records, key=lambda r: _sort_key(r.get(name)), reverse=descending)
+    return records
+
+
+def select(
+    org: Org, collection: str, params: Mapping[str, str], if_modified_since: str | None
+) -> tuple[list[Record], dict[str, int] | None]:
+    """The records of one GET of a collection, and its `pagination` object where Xero sends one."""
+    if collection == "Journals":
+        return journals(org, params, if_modified_since), None
+    records = org.data[collection]
+    since = parse_if_modified_since(if_modified_since) if collection in MODIFIED_FIELD else None
+    modified = org.modified[collection]
+    if since is not None:
+        chosen = [r for key, r in records.items() if modified.get(key, 0) >= since]
+    else:
+        chosen = list(records.values())
+    status_field = ARCHIVABLE.get(collection)
+    if status_field and collection != "Invoices" and not _flag(params, "includeArchived"):
+        chosen = [r for r in chosen if r.get(status_field) != "ARCHIVED"]
+    if collection == "BankTransfers" and not _flag(params, "includeDeleted"):
+        chosen = [r for r in chosen if r.get("Status") != "DELETED"]
+    if params.get("IDs"):
+        wanted = {x.strip().lower() for x in params["IDs"].split(",")}
+        chosen = [r for r in chosen if str(r[ID_FIELD[collection]]).lower() in wanted]
+    if params.get("Statuses"):
+        statuses = {x.strip().upper() for x in params["Statuses"].split(",")}
+        chosen = [r for r in chosen if r.get("Status") in statuses]
+    if params.get("ContactIDs"):
+        contacts = {x.strip().lower() for x in params["ContactIDs"].split(",")}
+        chosen = [
+            r for r in chosen if r.get("Contact", {}).get("ContactID", "").lower() in contacts
+        ]
+    if params.get("where"):
+        raise ApiError(400, "Validation", "the sandbox does not evaluate `where` filters")
+    if params.get("order"):
+        chosen = order_records(chosen, params["order"])
+    if collection in ("Contacts", "Invoices") and _flag(params, "summaryOnly"):
+        drop = {
+            "LineItems",
+            "Payments",
+            "CreditNotes",
+            "Prepayments",
+            "Overpayments",
+            "Addresses",
+            "Phones",
+            "ContactGroups",
+            "ContactPersons",
+        }
+        chosen = [{k: v for k, v in r.items() if k not in drop} for r in chosen]
+    if collection not in PAGED or "page" not in params:
+        filtered = since is not None or any(
+            params.get(k) for k in ("IDs", "Statuses", "ContactIDs")
+        )
+        if collection in PAGED and not filtered and len(chosen) > UNFILTERED_LIMIT:
+            raise ApiError(400, "Validation", "not filtering efficiently: use paging")
+        return chosen, None
+    page = _int_param(params, "page", 1)
+    if page < 1:
+        raise ApiError(400, "Validation", "page must be 1 or more")
+    size = DEFAULT_PAGE_SIZE
+    if collection in PAGE_SIZED:
+        size = _int_param(params, "pageSize", DEFAULT_PAGE_SIZE)
+        if size < 1:
+            raise ApiError(400, "Validation", "pageSize must be 1 or more")
+        size = min(size, MAX_PAGE_SIZE)
+    items = chosen[(page - 1) * size : page * size]
+    if collection not in PAGE_SIZED:
+        return items, None
+    pagination = {
+        "page": page,
+        "pageSize": size,
+        "pageCount": math.ceil(len(chosen) / size),
+        "itemCount": len(chosen),
+    }
+    return items, pagination
+
+
+def journals(org: Org, params: Mapping[str, str], if_modified_since: str | None) -> list[Record]:
+    """Journals with JournalNumber > offset, 100 a call, in number order (cash basis on request)."""
+    ledger = org.cash_journals if _flag(params, "paymentsOnly") else org.journals
+    offset = max(0, _int_param(params, "offset", 0))
+    since = parse_if_modified_since(if_modified_since)
+    # numbers are 1..n in list order, so JournalNumber > offset starts at index `offset`
+    if since is None:
+        return ledger[offset : offset + JOURNALS_PER_CALL]
+    out = []
+    for journal in ledger[offset:]:
+        if parse_msdate(journal["CreatedDateUTC"]) >= since:
+            out.append(journal)
+            if len(out) == JOURNALS_PER_CALL:
+                break
+    return out
+
+
+def find(org: Org, collection: str, key: str) -> Record | None:
+    """GET by id (and Invoices by number, as Xero allows)."""
+    records = org.data[collection]
+    if collection == "Journals":
+        for ledger_record in org.journals:
+            if ledger_record["JournalID"] == key or str(ledger_record["JournalNumber"]) == key:
+                return ledger_record
+        return None
+    if key in records:
+        return records[key]
+    lowered = key.lower()
+    for record_key, record in records.items():
+        if str(record_key).lower() == lowered:
+            return record
+        if collection == "Invoices" and record.get("InvoiceNumber") == key:
+            return record
+    return None

@@ -85,6 +85,11 @@ class XeroStream(RESTStream[Any]):
         return str(self.config.get("api_url", "")).rstrip("/")
 
     @property
+    def incremental(self) -> bool:
+        """Read only what changed (a catalog may force FULL_TABLE instead)."""
+        return bool(self.replication_key) and self.replication_method == "INCREMENTAL"
+
+    @property
     @override
     def is_sorted(self) -> bool:
         return bool(self.replication_key) and self.ordered
@@ -116,7 +121,7 @@ class XeroStream(RESTStream[Any]):
 
     def _modified_since(self, context: Context) -> str | None:
         """The bookmark (or start date) as Xero wants it, a second early for ties."""
-        if not (self.modified_since and self.replication_key):
+        if not (self.modified_since and self.incremental):
             return None
         start = self.get_starting_timestamp(context)
         if start is None:
@@ -152,7 +157,11 @@ class XeroStream(RESTStream[Any]):
         if self.paging == "page":
             return XeroPagePaginator(key, FIXED_PAGE_SIZE)
         if self.paging == "offset":
-            start = self.get_starting_replication_key_value(self._partition)
+            start = (
+                self.get_starting_replication_key_value(self._partition)
+                if self.incremental
+                else None
+            )
             return JournalOffsetPaginator(int(start or 0))
         return None
 

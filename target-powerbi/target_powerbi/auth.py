@@ -76,6 +76,7 @@ class TokenProvider:
         max_retries: int = 5,
         sleep: Callable[[float], None] | None = None,
         backoff_factor: float = 1.0,
+        timeout: float = 60.0,
     ) -> None:
         self._tenant_id = tenant_id
         self._client_id = client_id
@@ -87,6 +88,7 @@ class TokenProvider:
         self._max_retries = max_retries
         self._sleep = sleep or time.sleep
         self._backoff_factor = backoff_factor
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._app: ConfidentialClientApplication | None = None
         self._instance_discovery = None if is_microsoft_authority(authority_url) else False
@@ -100,6 +102,7 @@ class TokenProvider:
                 authority=self._authority,
                 http_client=self._session,
                 instance_discovery=self._instance_discovery,
+                timeout=self._timeout,
             )
         return self._app
 
@@ -174,4 +177,3 @@ class TokenProvider:
             f"{self._tenant_id} ({error}{': ' + first_line if first_line else ''}): {hint}."
         )
         return AuthenticationError(msg, status=401, code=code or error)
-

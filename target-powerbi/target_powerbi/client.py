@@ -168,6 +168,7 @@ class PowerBIClient:
             session=self.session,
             logger=logger,
             max_retries=self.max_retries,
+            timeout=self.timeout,
         )
         self.audit = AuditLog(config.get("audit_log_path"), secrets=(self._secret,))
         self._known_datasets: dict[str, str] = {}
@@ -422,18 +423,14 @@ class PowerBIClient:
         audited = operation in WRITE_OPERATIONS
         while True:
             attempt += 1
-            token = self.auth.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            if body is not None:
-                headers["Content-Type"] = "application/json; charset=utf-8"
             start = self.clock.now()
             try:
                 if operation == "post_rows" and dataset_id is not None and table is not None:
                     with self.limiter.post(dataset_id, table, rows):
                         start = self.clock.now()
-                        response = self._http(method, url, headers, json_body, body, params)
+                        response = self._http(method, url, json_body, body, params)
                 else:
-                    response = self._http(method, url, headers, json_body, body, params)
+                    response = self._http(method, url, json_body, body, params)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = self._describe_exception(exc)
                 if audited:
@@ -492,11 +489,14 @@ class PowerBIClient:
         self,
         method: str,
         url: str,
-        headers: dict[str, str],
         json_body: Any,
         body: bytes | None,
         params: Mapping[str, str] | None,
     ) -> requests.Response:
+        # The token is taken last, after any wait: MSAL's cache or a new one, never stale.
+        headers = {"Authorization": f"Bearer {self.auth.token()}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json; charset=utf-8"
         return self.session.request(
             method,
             url,

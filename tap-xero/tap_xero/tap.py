@@ -190,6 +190,52 @@ class TapXero(Tap):
             title="Webhook key",
             description="Signing key of the Xero app's webhooks (to verify deliveries).",
         ),
+        th.Property(
+            "webhook_event_store_path",
+            th.StringType,
+            title="Webhook event store path",
+            description=(
+                "SQLite file where `tap-xero webhooks serve` stores Xero's webhook events. "
+                "Leave empty to run without webhooks (polling only)."
+            ),
+        ),
+        th.Property(
+            "webhook_host",
+            th.StringType,
+            default="127.0.0.1",
+            title="Webhook host",
+            description="Address the webhook receiver listens on (behind a TLS proxy).",
+        ),
+        th.Property(
+            "webhook_port",
+            th.IntegerType,
+            default=8089,
+            title="Webhook port",
+            description="Port the webhook receiver listens on (0 picks a free one).",
+        ),
+        th.Property(
+            "webhook_trigger_command",
+            th.StringType,
+            title="Webhook trigger command",
+            description=(
+                "Command the receiver runs after new events, debounced, one run at a time "
+                "(e.g. `meltano run xero-to-powerbi`). Empty: store events only."
+            ),
+        ),
+        th.Property(
+            "webhook_debounce_seconds",
+            th.NumberType,
+            default=5,
+            title="Webhook debounce (seconds)",
+            description="Quiet time after the last event before the trigger command starts.",
+        ),
+        th.Property(
+            "webhook_max_body_bytes",
+            th.IntegerType,
+            default=1048576,
+            title="Webhook max body (bytes)",
+            description="Largest webhook delivery accepted; larger ones get 413, unstored.",
+        ),
     ).to_dict()
 
     @cached_property

@@ -15,13 +15,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-DEFAULTS: dict[str, Any] = {
-    "webhook_host": "127.0.0.1",
-    "webhook_port": 8089,
-    "webhook_event_store_path": ".meltano/xero-webhooks.sqlite",
-    "webhook_debounce_seconds": 5.0,
-    "webhook_max_body_bytes": 1_048_576,
-}
+SETTINGS = (
+    "webhook_key",
+    "webhook_event_store_path",
+    "webhook_host",
+    "webhook_port",
+    "webhook_trigger_command",
+    "webhook_debounce_seconds",
+    "webhook_max_body_bytes",
+)
 
 logger = logging.getLogger("tap_xero.webhooks")
 
@@ -51,11 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults, then the tap's settings, then command-line options; checked and typed."""
-    settings = dict(DEFAULTS)
-    for name in (*DEFAULTS, "webhook_key", "webhook_trigger_command"):
-        if config.get(name) not in (None, ""):
-            settings[name] = config[name]
+    """The tap's settings (defaults from its schema), then command-line options; checked."""
+    settings: dict[str, Any] = {name: config.get(name) for name in SETTINGS}
     overrides = {
         "webhook_host": args.host,
         "webhook_port": args.port,
@@ -69,6 +68,12 @@ def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> dict[s
         msg = (
             "webhook_key is not set: copy the 'Webhooks key' of your Xero app into the tap's "
             "webhook_key setting (meltano config tap-xero set webhook_key) or TAP_XERO_WEBHOOK_KEY"
+        )
+        raise WebhookConfigError(msg)
+    if not settings.get("webhook_event_store_path"):
+        msg = (
+            "webhook_event_store_path is not set: choose the SQLite file the receiver writes "
+            "and the tap reads (the same setting for both), or pass --event-store"
         )
         raise WebhookConfigError(msg)
     try:
@@ -135,16 +140,17 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
         max_body_bytes=settings["webhook_max_body_bytes"],
         trigger=trigger,
     )
-    family = socket.AF_INET6 if ":" in settings["webhook_host"] else socket.AF_INET
+    host = str(settings["webhook_host"] or "127.0.0.1")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((settings["webhook_host"], settings["webhook_port"]))
+        sock.bind((host, settings["webhook_port"]))
         sock.listen(2048)  # connections queue from now on, before the ready line
     except OSError as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: cannot listen: {exc.strerror}\n")
         return 1
-    host, port = sock.getsockname()[:2]
+    port = sock.getsockname()[1]
     url = f"http://{host}:{port}" if family == socket.AF_INET else f"http://[{host}]:{port}"
     sys.stdout.write(json.dumps({"url": url, "event_store": str(store.path)}) + "\n")
     sys.stdout.flush()

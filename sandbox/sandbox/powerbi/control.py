@@ -72,12 +72,7 @@ def routes(state: PowerBIState) -> list[Route]:
             if dataset.retention != "basicFIFO" and table.count + count > state.row_cap(dataset):
                 return _error(400, "the table would exceed its row cap")
             table.synthetic += count
-            excess = table.count - state.row_cap(dataset)
-            if excess > 0:
-                dropped = min(excess, table.synthetic)
-                table.synthetic -= dropped
-                for _ in range(excess - dropped):
-                    table.rows.popleft()
+            state.enforce_cap(dataset, table)
             if in_window and count:
                 dataset.rows_hour.add(state.clock.timestamp(), count)
             return JSONResponse({"rowCount": table.count})

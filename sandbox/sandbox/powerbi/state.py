@@ -364,6 +364,10 @@ class PowerBIState:
     def store_rows(self, dataset: Dataset, table: TableState, rows: list[tuple[Any, ...]]) -> None:
         """Append; under basicFIFO drop the oldest rows beyond the cap."""
         table.rows.extend(rows)
+        self.enforce_cap(dataset, table)
+
+    def enforce_cap(self, dataset: Dataset, table: TableState) -> None:
+        """basicFIFO drops the oldest rows (synthetic ones are the oldest) beyond the cap."""
         cap = self.row_cap(dataset)
         excess = table.count - cap
         if excess > 0 and dataset.retention == "basicFIFO":

@@ -60,6 +60,12 @@ class Client:
         )
         self.base = f"{self.config['api_url']}/groups/{self.config['workspace_id']}"
 
+    def renew(self) -> None:
+        """A new MSAL application: its cache counts real seconds, not the advanced sandbox clock."""
+        self.app = msal_app(
+            self.config, self.app.client_id, self.app.client_credential, self.session
+        )
+
     def token(self) -> str:
         result = self.app.acquire_token_for_client(scopes=[SCOPE])
         assert "access_token" in result, result

@@ -77,13 +77,15 @@ def write_inputs(
     selected: set[str] | None,
     state: dict[str, Any] | None,
     tag: str,
+    catalog: dict[str, Any] | None = None,
 ) -> list[str]:
     config_path = tmp_path / f"config-{tag}.json"
     config_path.write_text(json.dumps(config))
     args = [TAP, "--config", str(config_path)]
-    if selected is not None:
+    if selected is not None or catalog is not None:
+        catalog = catalog if catalog is not None else catalog_for(config, selected or set())
         catalog_path = tmp_path / f"catalog-{tag}.json"
-        catalog_path.write_text(json.dumps(catalog_for(config, selected)))
+        catalog_path.write_text(json.dumps(catalog))
         args += ["--catalog", str(catalog_path)]
     if state is not None:
         state_path = tmp_path / f"state-{tag}.json"
@@ -100,9 +102,10 @@ def run_tap(
     state: dict[str, Any] | None = None,
     tag: str = "run",
     timeout: float = 60,
+    catalog: dict[str, Any] | None = None,
 ) -> TapRun:
     """Run `tap-xero` as a subprocess, as Meltano would."""
-    args = write_inputs(tmp_path, config, selected, state, tag)
+    args = write_inputs(tmp_path, config, selected, state, tag, catalog)
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     return TapRun(done.returncode, done.stdout, done.stderr, parse(done.stdout))
 

@@ -1,0 +1,121 @@
+"""Each replication mode over loopback: incremental by date, by journal number, full table."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tap.xero_helpers import catalog_for, control, run_tap, start_sandbox, tap_config, truth
+
+SELECTED = {"invoices", "invoice_line_items", "contacts", "journals", "items", "bank_transfers"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    """Run 1 from scratch; mutate one organisation; run 2 from run 1's state."""
+    tmp_path = tmp_path_factory.mktemp("incremental")
+    sbx = start_sandbox(seed=5, tenants=2)
+    try:
+        config = tap_config(sbx, tmp_path, page_size=100)
+        first = run_tap(tmp_path, config, selected=SELECTED, tag="first")
+        assert first.returncode == 0, first.stderr[-3000:]
+        changed, other = config["tenant_ids"]
+        before = {r["InvoiceID"]: r["UpdatedDateUTC"] for r in truth(sbx, changed, "Invoices")}
+        journals_before = len(truth(sbx, changed, "Journals"))
+        control(sbx, "clock", {"advance_seconds": 3600})
+        for action in ("pay", "add_invoice", "void", "archive_contact", "delete_item"):
+            control(sbx, "mutate", {"tenant_id": changed, "action": action})
+        after = truth(sbx, changed, "Invoices")
+        touched = {
+            r["InvoiceID"] for r in after if before.get(r["InvoiceID"]) != r["UpdatedDateUTC"]
+        }
+        second = run_tap(tmp_path, config, selected=SELECTED, state=first.states[-1], tag="second")
+        assert second.returncode == 0, second.stderr[-3000:]
+        yield {
+            "sbx": sbx,
+            "config": config,
+            "first": first,
+            "second": second,
+            "changed": changed,
+            "other": other,
+            "touched": touched,
+            "journals_before": journals_before,
+            "tmp_path": tmp_path,
+        }
+    finally:
+        sbx.stop()
+
+
+def of(records, tenant):
+    return [r for r in records if r["tenant_id"] == tenant]
+
+
+def test_incremental_reads_only_what_changed(runs):
+    second = runs["second"].records
+    changed = {r["InvoiceID"] for r in of(second["invoices"], runs["changed"])}
+    assert runs["touched"]
+    assert runs["touched"] <= changed
+    # One second of overlap at the bookmark may repeat a record; nothing else comes back.
+    assert len(changed - runs["touched"]) <= 2
+    assert len(of(second["invoices"], runs["other"])) <= 2
+    # Their line items come along, with no extra call.
+    lines = {r["InvoiceID"] for r in second["invoice_line_items"]}
+    assert lines <= {r["InvoiceID"] for r in second["invoices"]}
+
+
+def test_incremental_sends_if_modified_since_and_the_new_state_moves_on(runs):
+    first = runs["first"].states[-1]["bookmarks"]["invoices"]["partitions"]
+    second = runs["second"].states[-1]["bookmarks"]["invoices"]["partitions"]
+    by_tenant = {p["context"]["tenant_id"]: p["replication_key_value"] for p in first}
+    for p in second:
+        tenant = p["context"]["tenant_id"]
+        if tenant == runs["changed"]:
+            assert p["replication_key_value"] > by_tenant[tenant]
+        else:
+            assert p["replication_key_value"] == by_tenant[tenant]
+
+
+def test_archived_contact_arrives_as_an_update(runs):
+    contacts = of(runs["second"].records["contacts"], runs["changed"])
+    assert "ARCHIVED" in {c["ContactStatus"] for c in contacts}
+    assert len(contacts) <= 3
+
+
+def test_journals_continue_after_the_last_journal_number(runs):
+    sbx, changed = runs["sbx"], runs["changed"]
+    first = of(runs["first"].records["journals"], changed)
+    second = of(runs["second"].records["journals"], changed)
+    last = max(j["JournalNumber"] for j in first)
+    assert len(first) == runs["journals_before"]
+    assert second, "the mutations posted journals"
+    assert min(j["JournalNumber"] for j in second) > last
+    assert len(first) + len(second) == len(truth(sbx, changed, "Journals"))
+
+
+def test_full_table_reference_data_is_read_whole_each_run(runs):
+    sbx, changed = runs["sbx"], runs["changed"]
+    items = of(runs["second"].records["items"], changed)
+    assert sorted(i["ItemID"] for i in items) == sorted(
+        i["ItemID"] for i in truth(sbx, changed, "Items")
+    )
+    assert len(items) < len(of(runs["first"].records["items"], changed))  # the hard delete shows
+
+
+def test_bank_transfers_bookmark_on_created_date(runs):
+    partitions = runs["first"].states[-1]["bookmarks"]["bank_transfers"]["partitions"]
+    assert {p["replication_key"] for p in partitions} == {"CreatedDateUTC"}
+
+
+def test_a_catalog_can_force_full_table(runs):
+    config, tmp_path = runs["config"], runs["tmp_path"]
+    catalog = catalog_for(config, {"invoices"})
+    for entry in catalog["streams"]:
+        if entry["tap_stream_id"] == "invoices":
+            entry["replication_method"] = "FULL_TABLE"
+            for item in entry["metadata"]:
+                if item["breadcrumb"] == []:
+                    item["metadata"]["forced-replication-method"] = "FULL_TABLE"
+    run = run_tap(tmp_path, config, catalog=catalog, state=runs["second"].states[-1], tag="forced")
+    assert run.returncode == 0, run.stderr[-2000:]
+    for tenant in config["tenant_ids"]:
+        got = of(run.records["invoices"], tenant)
+        assert len(got) == len(truth(runs["sbx"], tenant, "Invoices"))

@@ -91,6 +91,16 @@ class _Session(requests.Session):
         return settings
 
 
+def default_audit_path(config: Mapping[str, Any]) -> Path:
+    """`audit_log_path`, else beside the local store, else .target-powerbi/<dataset>."""
+    if config.get("audit_log_path"):
+        return Path(str(config["audit_log_path"]))
+    if config.get("store_path"):
+        return Path(str(config["store_path"])).with_suffix(".audit.jsonl")
+    name = str(config.get("dataset_name") or "target-powerbi")
+    return Path(".target-powerbi") / f"{name}.audit.jsonl"
+
+
 def _retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -170,7 +180,7 @@ class PowerBIClient:
             max_retries=self.max_retries,
             timeout=self.timeout,
         )
-        self.audit = AuditLog(config.get("audit_log_path"), secrets=(self._secret,))
+        self.audit = AuditLog(default_audit_path(config), secrets=(self._secret,))
         self._known_datasets: dict[str, str] = {}
         self._uncertain: set[tuple[str, str]] = set()
         self._lock = threading.Lock()

@@ -89,6 +89,14 @@ def invalid_grant_message(store_path: str) -> str:
     )
 
 
+# A dropped connection, before or during the response: worth another try.
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
 class _InvalidGrantError(Exception):
     """The refresh token was refused; the caller may try another candidate."""
 
@@ -154,7 +162,7 @@ class _IdentityClient:
         """The token response; retried on dropped connections and 5xx, bounded."""
         retrying = backoff.on_exception(
             backoff.expo,
-            (requests.ConnectionError, requests.Timeout, _TransientError),
+            (*_NETWORK_ERRORS, _TransientError),
             max_tries=self._max_tries,
             factor=0.25,
             max_value=4,
@@ -163,7 +171,7 @@ class _IdentityClient:
         )(self._post_once)
         try:
             return retrying(form)
-        except (requests.ConnectionError, requests.Timeout, _TransientError) as exc:
+        except (*_NETWORK_ERRORS, _TransientError) as exc:
             reason = str(exc) if isinstance(exc, _TransientError) else type(exc).__name__
             msg = (
                 f"Xero's identity service at {self.url} did not answer ({reason}) after "
@@ -318,7 +326,7 @@ class XeroTokenManager:
     def _get_connections(self, token: str) -> requests.Response:
         getter = backoff.on_exception(
             backoff.expo,
-            (requests.ConnectionError, requests.Timeout),
+            _NETWORK_ERRORS,
             max_tries=3,
             factor=0.25,
             logger=None,
@@ -329,7 +337,7 @@ class XeroTokenManager:
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 timeout=HTTP_TIMEOUT_SECONDS,
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except _NETWORK_ERRORS as exc:
             msg = f"cannot reach {self.connections_url} ({type(exc).__name__}); retry later"
             raise XeroAuthError(msg) from None
         return response

@@ -37,8 +37,10 @@ XERO_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
 DEFAULT_TOKEN_STORE_PATH = ".secrets/xero-tokens.json"  # noqa: S105 - a path
 DEFAULT_REDIRECT_URI = "http://localhost:8765/callback"
 
-# An access token is handed out only if it stays valid this much longer.
+# An access token is handed out only if it stays valid this much longer (or, for the short
+# lifetimes of a time-scaled sandbox, a quarter of its lifetime).
 MIN_VALIDITY_SECONDS = 60.0
+DEFAULT_LIFETIME_SECONDS = 1800.0
 HTTP_TIMEOUT_SECONDS = 30.0
 
 BROAD_SCOPES: tuple[str, ...] = (
@@ -264,13 +266,14 @@ class XeroTokenManager:
         self.mode: Mode = "oauth_app" if self._seed or stored else "custom_connection"
         self._access_token = ""
         self._expires_at = 0.0
+        self._lifetime = DEFAULT_LIFETIME_SECONDS
         self._rejected: set[str] = set()
         self._lock = threading.RLock()
 
     def access_token(self) -> str:
         """A token valid for at least another minute, refreshing (and persisting) first."""
         with self._lock:
-            if self._usable(self._access_token, self._expires_at):
+            if self._usable(self._access_token, self._expires_at, self._lifetime):
                 return self._access_token
             if self.mode == "custom_connection":
                 self._client_credentials()
@@ -342,18 +345,12 @@ class XeroTokenManager:
             raise XeroAuthError(msg) from None
         return response
 
-    def _usable(self, token: str, expires_at: float) -> bool:
-        return (
-            bool(token)
-            and token not in self._rejected
-            and expires_at - self._clock() >= MIN_VALIDITY_SECONDS
-        )
+    def _usable(self, token: str, expires_at: float, lifetime: float) -> bool:
+        margin = min(MIN_VALIDITY_SECONDS, lifetime / 4)
+        return bool(token) and token not in self._rejected and expires_at - self._clock() >= margin
 
-    def _adopt(self, payload: Mapping[str, Any], now: float) -> tuple[str, float]:
-        token = str(payload["access_token"])
-        expires_at = now + float(payload.get("expires_in") or 1800)
-        self._access_token, self._expires_at = token, expires_at
-        return token, expires_at
+    def _adopt(self, token: str, expires_at: float, lifetime: float) -> None:
+        self._access_token, self._expires_at, self._lifetime = token, expires_at, lifetime
 
     def _client_credentials(self) -> None:
         form = {"grant_type": "client_credentials"}
@@ -367,8 +364,8 @@ class XeroTokenManager:
                 "not authorised for an organisation; authorise it in the Xero developer portal"
             )
             raise XeroAuthError(msg) from None
-        now = self._clock()
-        self._adopt(payload, now)
+        lifetime = _lifetime(payload)
+        self._adopt(str(payload["access_token"]), self._clock() + lifetime, lifetime)
         self._logger.info("Got a Xero access token for the custom connection (client credentials)")
 
     def _refresh_oauth(self) -> None:
@@ -378,10 +375,10 @@ class XeroTokenManager:
             if (
                 state is not None
                 and not seed_is_new
-                and self._usable(state.access_token, state.expires_at)
+                and self._usable(state.access_token, state.expires_at, state.lifetime)
             ):
                 # Another run (or thread) refreshed a moment ago: use its token.
-                self._access_token, self._expires_at = state.access_token, state.expires_at
+                self._adopt(state.access_token, state.expires_at, state.lifetime)
                 self._logger.info("Reusing the Xero access token stored in %s", self.store.path)
                 return
             candidates: list[str] = []
@@ -396,19 +393,20 @@ class XeroTokenManager:
                     )
                 except _InvalidGrantError:
                     continue
-                now = self._clock()
+                lifetime = _lifetime(payload)
                 new_state = TokenState(
                     client_id=self.client_id,
                     refresh_token=str(payload.get("refresh_token") or refresh_token),
                     access_token=str(payload["access_token"]),
-                    expires_at=now + float(payload.get("expires_in") or 1800),
+                    expires_at=self._clock() + lifetime,
+                    lifetime=lifetime,
                     scope=str(payload.get("scope") or (state.scope if state else "")),
                     seen=list(state.seen) if state else [],
                 )
                 new_state.remember(refresh_token, self._seed)
                 # Durable before use: if this write fails, the new access token is never used.
                 self.store.save(new_state)
-                self._access_token, self._expires_at = new_state.access_token, new_state.expires_at
+                self._adopt(new_state.access_token, new_state.expires_at, lifetime)
                 self._logger.info(
                     "Refreshed the Xero access token; the rotated refresh token is stored in %s",
                     self.store.path,
@@ -423,6 +421,14 @@ class XeroTokenManager:
             return action()
         except TokenStoreError as exc:
             raise XeroAuthError(str(exc)) from None
+
+
+def _lifetime(payload: Mapping[str, Any]) -> float:
+    """Seconds the new access token lives (Xero: 1800)."""
+    try:
+        return max(1.0, float(payload.get("expires_in") or DEFAULT_LIFETIME_SECONDS))
+    except (TypeError, ValueError):
+        return DEFAULT_LIFETIME_SECONDS
 
 
 class XeroBearerAuth(requests.auth.AuthBase):
@@ -617,7 +623,8 @@ def login(
                 client_id=client_id,
                 refresh_token=refresh_token,
                 access_token=str(payload["access_token"]),
-                expires_at=now + float(payload.get("expires_in") or 1800),
+                expires_at=now + _lifetime(payload),
+                lifetime=_lifetime(payload),
                 scope=str(payload.get("scope") or " ".join(scopes)),
                 seen=list(previous.seen) if previous else [],
             )

@@ -44,6 +44,7 @@ class TokenState:
     refresh_token: str
     access_token: str = ""
     expires_at: float = 0.0  # epoch seconds when access_token expires
+    lifetime: float = 1800.0  # seconds the access token was issued for
     scope: str = ""
     # Fingerprints of refresh tokens this chain has used or superseded, config seeds included.
     seen: list[str] = field(default_factory=list)
@@ -73,6 +74,7 @@ class TokenState:
             refresh_token=str(data.get("refresh_token", "")),
             access_token=str(data.get("access_token", "")),
             expires_at=float(data.get("expires_at", 0.0)),
+            lifetime=float(data.get("lifetime", 1800.0)),
             scope=str(data.get("scope", "")),
             seen=[str(s) for s in data.get("seen", [])],
             updated_at=float(data.get("updated_at", 0.0)),

@@ -467,3 +467,16 @@ def test_cli_accepts_meltano_leading_options():
         ["auth", "tenants"],
     )
     assert cli._split_leading_options(["--about"]) == ([], ["--about"])
+
+
+def test_short_lifetimes_of_a_time_scaled_sandbox_do_not_refresh_every_call(tmp_path, idp, logger):
+    idp.lifetime = 30.0  # Xero's 30 minutes at time scale 60
+    config = make_config(tmp_path, refresh_token=idp.issue_refresh())
+    manager = manager_for(config, idp, logger)
+    token = manager.access_token()
+    idp.now += 20
+    assert manager.access_token() == token
+    assert manager_for(config, idp, logger).access_token() == token  # from the store
+    idp.now += 3  # under a quarter of the lifetime left
+    assert manager.access_token() != token
+    assert idp.calls.count("refresh_token") == 2

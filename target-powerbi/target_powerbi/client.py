@@ -10,7 +10,7 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -71,6 +71,14 @@ _TENANT_SETTING = re.compile(
 )
 _WORKSPACE_MISSING = re.compile(r"(?i)workspace|group")
 _RETIRED = re.compile(r"(?i)retire|no longer|deprecat|real-time intelligence")
+
+
+class _AlreadyCreatedError(Exception):
+    """A retried create found that its first attempt had succeeded after all."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        super().__init__("recovered")
+        self.value = value
 
 
 class _Session(requests.Session):
@@ -251,15 +259,29 @@ class PowerBIClient:
         self, body: dict[str, Any], retention_policy: str = "None"
     ) -> dict[str, Any]:
         """Create a push dataset with all its tables; returns `{"id", "name", ...}`."""
-        response = self._send(
-            "POST",
-            "/datasets",
-            operation="create_dataset",
-            json_body=body,
-            params={"defaultRetentionPolicy": retention_policy},
-            table=None,
-            what=f"dataset {body.get('name')!r}",
-        )
+        name = str(body.get("name"))
+
+        def created_after_all() -> None:
+            # A create that timed out or failed with a 5xx may have succeeded: never make two.
+            existing = self.find_dataset(name)
+            if existing is not None:
+                self.logger.warning(
+                    "Dataset %r was created by an attempt that seemed to fail", name
+                )
+                raise _AlreadyCreatedError(existing)
+
+        try:
+            response = self._send(
+                "POST",
+                "/datasets",
+                operation="create_dataset",
+                json_body=body,
+                params={"defaultRetentionPolicy": retention_policy},
+                what=f"dataset {name!r}",
+                before_retry=created_after_all,
+            )
+        except _AlreadyCreatedError as recovered:
+            return recovered.value
         dataset = dict(response.json())
         with self._lock:
             self._known_datasets[str(dataset["id"])] = str(dataset.get("name", ""))
@@ -423,6 +445,7 @@ class PowerBIClient:
         params: Mapping[str, str] | None = None,
         rows: int = 0,
         what: str | None = None,
+        before_retry: Callable[[], None] | None = None,
     ) -> requests.Response:
         """Send one logical request: fresh token, pacing, retries, audit, classified errors."""
         url = self._base + path
@@ -462,6 +485,8 @@ class PowerBIClient:
                         operation, what or table or path, problem, attempt
                     ) from None
                 self._pause(waits, operation, table, problem)
+                if before_retry is not None:
+                    before_retry()
                 continue
             status = response.status_code
             if audited:
@@ -492,6 +517,8 @@ class PowerBIClient:
                 if failures > self.max_retries:
                     raise self._unavailable(operation, what or table or path, problem, attempt)
                 self._pause(waits, operation, table, problem)
+                if before_retry is not None:
+                    before_retry()
                 continue
             raise self._classify(response, operation, dataset_id, table, what)
 
@@ -584,7 +611,7 @@ class PowerBIClient:
 
     def _describe_exception(self, exc: Exception) -> str:
         if isinstance(exc, requests.Timeout):
-            return f"timed out after {self.timeout:.0f}s ({type(exc).__name__})"
+            return f"timed out after {self.timeout:g}s ({type(exc).__name__})"
         return f"connection failed ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
 
     def _short_error(self, response: requests.Response) -> str:

@@ -387,6 +387,42 @@ def test_a_timeout_is_retried_and_marks_the_table_uncertain(
     assert row_count(real_sandbox, dataset_id, "Invoices") >= 5
 
 
+def test_a_create_that_failed_but_landed_is_not_made_twice(
+    real_sandbox: PowerBISandbox,
+    make_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = make_client(real_sandbox, time_scale=60.0)
+    witness = make_client(real_sandbox)
+    control(
+        real_sandbox,
+        "faults",
+        {"fail_next": 1, "fail_next_status": 500, "operations": ["PostDatasetInGroup"]},
+    )
+    pause = client._pause
+
+    def landed_meanwhile(*args: Any) -> None:
+        # as if the service had stored the first attempt before failing its answer
+        pause(*args)
+        witness.create_dataset(DATASET)
+
+    monkeypatch.setattr(client, "_pause", landed_meanwhile)
+    created = client.create_dataset(DATASET)
+    assert [d["id"] for d in client.list_datasets()] == [created["id"]]
+    creates = [e["status"] for e in audit_lines(tmp_path) if e["operation"] == "create_dataset"]
+    assert creates == [500, 201]  # the client's failed attempt, the witness's create
+
+
+def test_a_create_that_failed_without_landing_is_retried(
+    real_sandbox: PowerBISandbox, make_client: Any
+) -> None:
+    client = make_client(real_sandbox, time_scale=60.0)
+    control(real_sandbox, "faults", {"fail_next": 1, "operations": ["PostDatasetInGroup"]})
+    created = client.create_dataset(DATASET)
+    assert [d["id"] for d in client.list_datasets()] == [created["id"]]
+
+
 # ---------------------------------------------------------------- tokens
 def test_tokens_come_from_msal_cache_and_a_401_gets_one_new_token(
     real_sandbox: PowerBISandbox, make_client: Any

@@ -480,3 +480,38 @@ def test_short_lifetimes_of_a_time_scaled_sandbox_do_not_refresh_every_call(tmp_
     idp.now += 3  # under a quarter of the lifetime left
     assert manager.access_token() != token
     assert idp.calls.count("refresh_token") == 2
+
+
+def test_a_killed_run_holding_the_lock_does_not_lock_the_next_one_out(tmp_path, idp, logger):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = make_config(tmp_path, refresh_token=idp.issue_refresh())
+    store = TokenStore(config["token_store_path"])
+    store.path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tap_xero.token_store import TokenStore\n"
+            "with TokenStore(sys.argv[1]).locked():\n"
+            "    print('locked', flush=True); time.sleep(60)",
+            str(store.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        holder.send_signal(signal.SIGKILL)  # a run killed mid-refresh
+        holder.wait(timeout=10)
+        started = time.monotonic()
+        assert manager_for(config, idp, logger).access_token()
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert stat.S_IMODE(store.lock_path.stat().st_mode) == 0o600

@@ -47,6 +47,8 @@ MAX_DEPTH = 10
 DATA_TYPES = ("Int64", "Double", "Boolean", "DateTime", "String", "Decimal")
 
 _FORBIDDEN = re.compile(r"[./,():;$!&'\"+=\[\]{}|]")
+# Microsoft's Swagger pattern for table names leaves out most ASCII punctuation too.
+_TABLE_FORBIDDEN = re.compile(r"[!-\"$-,./:-?\[-\]`{-}]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
@@ -54,9 +56,11 @@ class InvalidValueError(ValueError):
     """A value Power BI cannot hold, with ``on_invalid_value: fail``."""
 
 
-def sanitize_name(name: str) -> str:
+def sanitize_name(name: str, *, table: bool = False) -> str:
     """Return ``name`` with the characters Power BI refuses replaced, 1-100 characters."""
     clean = _CONTROL.sub("", _FORBIDDEN.sub("_", name)).strip()
+    if table:
+        clean = _TABLE_FORBIDDEN.sub("_", clean)
     if not clean:
         clean = "_"
     if len(clean) > MAX_NAME:
@@ -65,9 +69,9 @@ def sanitize_name(name: str) -> str:
     return clean
 
 
-def unique_name(name: str, used: set[str]) -> str:
+def unique_name(name: str, used: set[str], *, table: bool = False) -> str:
     """Sanitise ``name`` and suffix it until it differs (case-insensitively) from ``used``."""
-    base = sanitize_name(name)
+    base = sanitize_name(name, table=table)
     candidate = base
     n = 2
     while candidate.lower() in used:
@@ -129,7 +133,7 @@ class TableMap:
                 to_col = next(c.name for c in t.parent.columns if c.path == (parent_key,))
                 rels.append(
                     {
-                        "name": sanitize_name(f"{t.name}_to_{t.parent.name}"),
+                        "name": sanitize_name(f"{t.name}_to_{t.parent.name}", table=True),
                         "fromTable": t.name,
                         "fromColumn": t.parent_column,
                         "toTable": t.parent.name,
@@ -224,7 +228,7 @@ def map_stream(
     """
     log = logger or logging.getLogger(__name__)
     overrides = type_overrides or {}
-    name = unique_name(stream, used_table_names)
+    name = unique_name(stream, used_table_names, table=True)
     root = _build_table(
         name, stream, (), schema, list(key_properties or []), None, used_table_names, log
     )
@@ -289,7 +293,7 @@ def _build_table(
         ordered = keep
     table.columns = ordered
     for apath, aschema in arrays:
-        child_name = unique_name(name + SEPARATOR + SEPARATOR.join(apath), used_tables)
+        child_name = unique_name(name + SEPARATOR + SEPARATOR.join(apath), used_tables, table=True)
         items = aschema["items"]
         _, item_schema = resolve(items)
         child = _build_table(child_name, stream, apath, item_schema, [], table, used_tables, log)

@@ -181,3 +181,21 @@ def test_values_power_bi_cannot_hold_are_logged_not_lost_silently(
         singer, config={"on_invalid_value": "fail", "dataset_name": "Other"}, check=False
     )
     assert failed.returncode != 0 and "on_invalid_value" in failed.stderr
+
+
+def test_a_retried_post_that_may_have_landed_twice_is_reconciled(powerbi: PowerBI) -> None:
+    # the sandbox fails the next POST rows with 503 (after storing nothing); the client
+    # retries, marks the table uncertain, and the target reloads it from the store
+    powerbi.faults(fail_next=1, fail_next_status=503, operations=["PostRowsInGroup"])
+    run = powerbi.run("invoices_run1")
+    assert "may have landed twice" in run.stderr
+    assert_limits_respected_but_503(powerbi)
+    invoices = by_key(powerbi.rows("invoices"), "InvoiceID")
+    assert set(invoices) == {("INV-1",), ("INV-2",)}
+    assert len(by_key(powerbi.rows("invoices__Lines"), "InvoiceID", "LineID")) == 3
+
+
+def assert_limits_respected_but_503(powerbi: PowerBI) -> None:
+    stats = powerbi.stats()
+    assert stats["throttled"] == 0
+    assert stats["requests"]["PostRowsInGroup"].get("503") == 1

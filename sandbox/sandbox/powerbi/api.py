@@ -161,6 +161,15 @@ def routes(state: PowerBIState) -> list[Route]:
             status_code=201,
         )
 
+    @operation("GetDatasetInGroup")
+    async def get_dataset(request: Request, principal: Principal) -> Response:
+        dataset = find_dataset(request)
+        with state.lock:
+            body = dataset.summary()
+        return JSONResponse(
+            {"@odata.context": f"{api_base(request)}/$metadata#datasets/$entity", **body}
+        )
+
     @operation("DeleteDatasetInGroup")
     async def delete_dataset(request: Request, principal: Principal) -> Response:
         dataset = find_dataset(request)
@@ -301,6 +310,7 @@ def routes(state: PowerBIState) -> list[Route]:
     return [
         Route(f"{group}/datasets", list_datasets, methods=["GET"]),
         Route(f"{group}/datasets", create_dataset, methods=["POST"]),
+        Route(f"{group}/datasets/{{datasetId}}", get_dataset, methods=["GET"]),
         Route(f"{group}/datasets/{{datasetId}}", delete_dataset, methods=["DELETE"]),
         Route(f"{group}/datasets/{{datasetId}}/tables", get_tables, methods=["GET"]),
         Route(f"{group}/datasets/{{datasetId}}/tables/{{tableName}}", put_table, methods=["PUT"]),

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -340,7 +340,26 @@ def parse_retention(value: str | None) -> str:
     return _enum(value, RETENTION_POLICIES, "defaultRetentionPolicy")
 
 
-def _parse_datetime(value: str) -> str:
+def _to_string(value: Any, limits: Limits) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if len(value) > limits.max_string_length:
+        raise ValueError(
+            f"a string of {len(value)} characters is longer than {limits.max_string_length}"
+        )
+    return value
+
+
+def _to_boolean(value: Any, limits: Limits) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _to_datetime(value: Any, limits: Limits) -> Any:
+    """ISO-8601 (no zone means UTC), stored in UTC to 1/300 of a second as the service does."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 date-time string")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -350,52 +369,49 @@ def _parse_datetime(value: str) -> str:
         raise ValueError(f"'{value}' is not an ISO-8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    parsed = parsed.astimezone(timezone.utc)
-    # The service stores DateTime to 1/300 of a second.
-    ticks = round(parsed.microsecond * 300 / 1_000_000)
-    micro = round(ticks * 1_000_000 / 300)
-    base = parsed.replace(microsecond=0).timestamp() + micro / 1_000_000
-    stored = datetime.fromtimestamp(base, tz=timezone.utc)
-    return stored.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    elif parsed.utcoffset():
+        parsed = parsed.astimezone(timezone.utc)
+    micro = parsed.microsecond
+    if micro:
+        ticks = (micro * 300 + 500_000) // 1_000_000
+        rounded = (ticks * 1_000_000 + 150) // 300
+        if rounded >= 1_000_000:
+            parsed = parsed.replace(microsecond=0) + timedelta(seconds=1)
+        else:
+            parsed = parsed.replace(microsecond=rounded)
+    return parsed.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
-def convert_value(value: Any, data_type: str, limits: Limits) -> Any:
-    """One row value checked against its column type; returns the stored value."""
-    if value is None:
-        return None
-    if data_type == "String":
-        if not isinstance(value, str):
-            raise ValueError("expected a string")
-        if len(value) > limits.max_string_length:
-            raise ValueError(
-                f"a string of {len(value)} characters is longer than {limits.max_string_length}"
-            )
-        return value
-    if data_type == "Boolean":
-        if not isinstance(value, bool):
-            raise ValueError("expected true or false")
-        return value
-    if data_type == "DateTime":
-        if not isinstance(value, str):
-            raise ValueError("expected an ISO-8601 date-time string")
-        return _parse_datetime(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ValueError(f"expected a number for {data_type}")
-    if data_type == "Int64":
-        if isinstance(value, (Decimal, float)):
-            raise ValueError("expected a whole number for Int64")
-        if not INT64_MIN < value < INT64_MAX:
-            raise ValueError(f"{value} is outside the Int64 range (Min and Max excluded)")
-        return value
-    if data_type == "Double":
-        try:
-            number = float(value)
-        except OverflowError:
-            raise ValueError(f"{value} does not fit a Double") from None
-        if not math.isfinite(number):
-            raise ValueError("NaN and Infinity are not valid Double values")
-        return number
-    # Decimal: precision 28, scale 4 (rounded to 4 places, like a fixed decimal column).
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, Decimal))
+
+
+def _to_int64(value: Any, limits: Limits) -> Any:
+    if not _is_number(value):
+        raise ValueError("expected a number for Int64")
+    if not isinstance(value, int):
+        raise ValueError("expected a whole number for Int64")
+    if not INT64_MIN < value < INT64_MAX:
+        raise ValueError(f"{value} is outside the Int64 range (Min and Max excluded)")
+    return value
+
+
+def _to_double(value: Any, limits: Limits) -> Any:
+    if not _is_number(value):
+        raise ValueError("expected a number for Double")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{value} does not fit a Double") from None
+    if not math.isfinite(number):
+        raise ValueError("NaN and Infinity are not valid Double values")
+    return number
+
+
+def _to_decimal(value: Any, limits: Limits) -> Any:
+    """Precision 28, scale 4: rounded to 4 places, like a fixed decimal column."""
+    if not _is_number(value):
+        raise ValueError("expected a number for Decimal")
     try:
         dec = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
         if not dec.is_finite():
@@ -406,6 +422,24 @@ def convert_value(value: Any, data_type: str, limits: Limits) -> Any:
     if abs(dec) >= DECIMAL_MAX:
         raise ValueError(f"{value} does not fit a Decimal (precision 28, scale 4)")
     return dec
+
+
+Converter = Callable[[Any, Limits], Any]
+CONVERTERS: dict[str, Converter] = {
+    "String": _to_string,
+    "Boolean": _to_boolean,
+    "DateTime": _to_datetime,
+    "Int64": _to_int64,
+    "Double": _to_double,
+    "Decimal": _to_decimal,
+}
+
+
+def convert_value(value: Any, data_type: str, limits: Limits) -> Any:
+    """One row value checked against its column type; returns the stored value."""
+    if value is None:
+        return None
+    return CONVERTERS[data_type](value, limits)
 
 
 @dataclass
@@ -424,6 +458,7 @@ class TableState:
         """Every row checked; the first bad value refuses the whole request."""
         columns = self.schema.columns
         index = {c.name: i for i, c in enumerate(columns)}
+        converters = [CONVERTERS[c.data_type] for c in columns]
         converted: list[tuple[Any, ...]] = []
         name = self.schema.name
         for number, raw in enumerate(raw_rows):
@@ -438,12 +473,14 @@ class TableState:
                     raise bad_request(
                         f"table '{name}' row {number}: '{key}' is not a column{extra}"
                     )
-                column = columns[position]
+                if value is None:
+                    continue
                 try:
-                    values[position] = convert_value(value, column.data_type, limits)
+                    values[position] = converters[position](value, limits)
                 except ValueError as exc:
+                    data_type = columns[position].data_type
                     raise bad_request(
-                        f"table '{name}' row {number} column '{key}' ({column.data_type}): {exc}"
+                        f"table '{name}' row {number} column '{key}' ({data_type}): {exc}"
                     ) from None
             converted.append(tuple(values))
         return converted

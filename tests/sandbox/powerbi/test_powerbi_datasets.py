@@ -63,8 +63,12 @@ def test_delete_rows_empties_the_table(client: Client) -> None:
 
 def test_delete_dataset(client: Client) -> None:
     dataset_id = client.create_ok(simple_dataset())
+    got = client.request("GET", f"/datasets/{dataset_id}")
+    assert got.status_code == 200
+    assert (got.json()["id"], got.json()["name"]) == (dataset_id, "Sales")
     assert client.request("DELETE", f"/datasets/{dataset_id}").status_code == 200
     assert client.request("GET", "/datasets").json()["value"] == []
+    assert client.request("GET", f"/datasets/{dataset_id}").status_code == 404
     response = client.post_rows(dataset_id, "Invoices", [ROW])
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "ItemNotFound"

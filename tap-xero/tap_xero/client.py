@@ -201,12 +201,12 @@ class XeroStream(RESTStream[Any]):
         reauthorised = False
         waits = 0
         while True:
-            with limiter.slot() as sent_at:
-                request = self.authenticator(prepared_request.copy())
+            request = self.authenticator(prepared_request.copy())
+            with limiter.slot():
                 response = self.requests_session.send(
                     request, timeout=self.timeout, allow_redirects=False
                 )
-                limiter.observe(response.headers, sent_at)
+                limiter.observe(response.headers)
             if response.status_code == 401 and not reauthorised:
                 # Revoked or expired early: one fresh token, once.
                 token = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")

@@ -48,7 +48,12 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 
 class OrgLimiter:
-    """Paces one organisation's calls; thread-safe."""
+    """Paces one organisation's calls; thread-safe.
+
+    Calls are dated by when their answer arrived: Xero counts a call when it receives
+    it, which is after we send it and before we hear back, so the arrival time is the
+    safe side of both the sliding count and the server's window.
+    """
 
     def __init__(
         self,
@@ -62,7 +67,8 @@ class OrgLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
-        self._sent: deque[float] = deque()  # send times within the last window
+        self._done: deque[float] = deque()  # answer times within the last window
+        self._pending = 0  # sent, not answered yet
         self._blocked_until = 0.0
         self._min_remaining: int | None = None
         self._window_start: float | None = None  # latest moment the server window began
@@ -79,54 +85,61 @@ class OrgLimiter:
 
     def _wait_time(self, now: float) -> float:
         window = self.settings.window_seconds
-        while self._sent and self._sent[0] <= now - window:
-            self._sent.popleft()
+        while self._done and self._done[0] <= now - window:
+            self._done.popleft()
         wait = self._blocked_until - now
-        if len(self._sent) >= self.settings.calls_per_minute:
-            wait = max(wait, self._sent[0] + window - now)
+        if len(self._done) + self._pending >= self.settings.calls_per_minute:
+            # Full: the oldest answered call leaves the window first (or one in flight ends).
+            wait = max(wait, self._done[0] + window - now if self._done else 0.01)
         if self._min_remaining is not None and self._min_remaining <= 0:
             start = self._window_start if self._window_start is not None else now
             wait = max(wait, start + window - now)
         return wait
 
-    def _reserve(self) -> float:
-        """Wait for room in the minute window, count the call as sent; returns its time."""
+    def _reserve(self) -> None:
+        """Wait for room in the minute window, then count the call as sent."""
         while True:
             with self._lock:
                 if self.exhausted or self.used_today >= self.settings.daily_call_budget:
                     self.exhausted = True
                     raise DailyBudgetExhaustedError
-                now = self._clock()
-                wait = self._wait_time(now)
+                wait = self._wait_time(self._clock())
                 if wait <= 0:
-                    self._sent.append(now)
+                    self._pending += 1
                     self.calls += 1
-                    if self._window_start is None:
-                        self._window_start = now
                     if self._min_remaining is not None:
                         self._min_remaining -= 1
-                    return now
+                    return
             self._sleep(wait)
 
+    def _answered(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._pending -= 1
+            self._done.append(now)
+            if self._window_start is None:
+                self._window_start = now
+
     @contextmanager
-    def slot(self) -> Iterator[float]:
-        """Hold one in-flight slot for one call, paced by the minute window.
-
-        Yields the send time, to pass back to `observe` with the response's headers.
-        """
+    def slot(self) -> Iterator[None]:
+        """Hold one in-flight slot for one call, paced by the minute window."""
         with self._slots:
-            yield self._reserve()
+            self._reserve()
+            try:
+                yield None
+            finally:
+                self._answered()
 
-    def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
-        """Learn the server's view from the `X-...-Remaining` headers of a response."""
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn the server's view from the `X-...-Remaining` headers of an answer."""
         minute = _int_header(headers, "X-MinLimit-Remaining")
         day = _int_header(headers, "X-DayLimit-Remaining")
         with self._lock:
             if minute is not None:
                 if self._min_remaining is not None and minute > self._min_remaining:
-                    # The server's window restarted since our previous call: it began no
-                    # later than this call was sent.
-                    self._window_start = sent_at if sent_at is not None else self._clock()
+                    # The server's window restarted since our previous call: it began
+                    # before this answer arrived.
+                    self._window_start = self._clock()
                 self._min_remaining = minute
             if day is not None:
                 self.day_remaining = day

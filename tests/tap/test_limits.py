@@ -26,10 +26,15 @@ def limiter(clock: FakeClock, **kw) -> OrgLimiter:
     return OrgLimiter(LimitSettings(**kw), clock=clock, sleep=clock.sleep)
 
 
-def call(lim: OrgLimiter, headers: dict[str, str] | None = None) -> float:
-    with lim.slot() as sent_at:
-        lim.observe(headers or {}, sent_at)
-    return sent_at
+def call(lim: OrgLimiter, headers: dict[str, str] | None = None, took: float = 0.0) -> float:
+    """One call taking `took` seconds on the limiter's fake clock; returns its send time."""
+    clock = lim._clock
+    assert isinstance(clock, FakeClock)
+    with lim.slot():
+        sent = clock.now
+        clock.now += took
+        lim.observe(headers or {})
+    return sent
 
 
 def test_sixty_calls_then_wait_for_the_oldest_to_leave_the_window():
@@ -42,6 +47,14 @@ def test_sixty_calls_then_wait_for_the_oldest_to_leave_the_window():
     sent = call(lim)
     assert sent == pytest.approx(1060.0)  # first call at 1000 leaves the window at 1060
     assert sum(clock.slept) == pytest.approx(30.0)
+
+
+def test_calls_are_dated_by_their_answer_not_their_sending():
+    clock = FakeClock()
+    lim = limiter(clock, calls_per_minute=2, window_seconds=60.0)
+    call(lim, took=5.0)  # sent at 1000, Xero counted it somewhere in 1000..1005
+    call(lim)
+    assert call(lim) == pytest.approx(1065.0)
 
 
 def test_server_says_minute_spent_waits_for_its_window_to_end():

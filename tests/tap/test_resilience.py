@@ -1,0 +1,179 @@
+"""Killed runs resume, the daily budget stops and carries on, limits and faults are honoured."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.tap.xero_helpers import (
+    api_calls,
+    control,
+    parse,
+    run_tap,
+    start_sandbox,
+    tap_config,
+    truth,
+    write_inputs,
+)
+
+
+@pytest.fixture
+def sbx():
+    sandbox = start_sandbox(seed=7, tenants=2)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def ids_by_tenant(records, key="InvoiceID"):
+    out: dict[str, set[str]] = {}
+    for r in records:
+        out.setdefault(r["tenant_id"], set()).add(r[key])
+    return out
+
+
+def truth_ids(sbx, config, collection="Invoices", key="InvoiceID"):
+    return {t: {r[key] for r in truth(sbx, t, collection)} for t in config["tenant_ids"]}
+
+
+def test_sigkill_mid_stream_then_resume_from_the_last_state_loses_nothing(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path, page_size=10)
+    control(sbx, "faults", {"latency_ms": 15})
+    args = write_inputs(tmp_path, config, {"invoices"}, None, "killed")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each message leaves as it is written
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    lines: list[str] = []
+    states = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        message = json.loads(line)
+        if message["type"] == "STATE" and "invoices" in message["value"]["bookmarks"]:
+            states += 1
+            if states == 3:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    first = parse("".join(lines))
+    last_state = [m["value"] for m in first if m["type"] == "STATE"][-1]
+    killed = [m["record"] for m in first if m["type"] == "RECORD"]
+    want = truth_ids(sbx, config)
+    assert 0 < len(killed) < sum(len(v) for v in want.values())  # really killed mid-stream
+
+    control(sbx, "faults", {"latency_ms": 0})
+    resumed = run_tap(tmp_path, config, selected={"invoices"}, state=last_state, tag="resumed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = resumed.records["invoices"]
+    assert len(again) < sum(len(v) for v in want.values())  # it resumed, it did not restart
+    got = ids_by_tenant(killed + again)
+    assert got == want
+
+
+def test_daily_budget_stops_cleanly_and_the_next_day_carries_on(sbx, tmp_path):
+    budget = 5
+    config = tap_config(sbx, tmp_path, page_size=60, daily_call_budget=budget)
+    selected = {"contacts", "invoices", "invoice_line_items"}
+    want_invoices = truth_ids(sbx, config)
+    want_contacts = truth_ids(sbx, config, "Contacts", "ContactID")
+    pages = sum(math.ceil(len(v) / 60) for v in want_invoices.values()) + sum(
+        math.ceil(len(v) / 60) for v in want_contacts.values()
+    )
+    invoices: list[dict] = []
+    contacts: list[dict] = []
+    lines: list[dict] = []
+    state = None
+    runs = 0
+    while True:
+        before = api_calls(control(sbx, "stats"))
+        run = run_tap(tmp_path, config, selected=selected, state=state, tag=f"day{runs}")
+        runs += 1
+        assert run.returncode == 0, run.stderr[-2000:]
+        used = api_calls(control(sbx, "stats")) - before
+        assert used <= budget * 2  # per organisation, never past the budget
+        invoices += run.records["invoices"]
+        contacts += run.records["contacts"]
+        lines += run.records["invoice_line_items"]
+        state = run.states[-1]
+        if "Daily call budget reached" not in run.stderr:
+            break
+        assert runs < 10
+        control(sbx, "clock", {"advance_seconds": 86_400})  # the next day
+    assert runs >= math.ceil(pages / (budget * 2))
+    assert runs > 1
+    assert ids_by_tenant(invoices) == want_invoices
+    assert ids_by_tenant(contacts, "ContactID") == want_contacts
+    total_lines = sum(
+        len(r.get("LineItems") or [])
+        for t in config["tenant_ids"]
+        for r in truth(sbx, t, "Invoices")
+    )
+    assert len({(r["tenant_id"], r["LineItemID"]) for r in lines}) == total_lines
+
+
+def test_a_normal_run_over_many_minutes_of_calls_gets_no_429(sbx, tmp_path):
+    # 250 invoices per organisation at 4 a page: 63 calls each, more than a minute's 60.
+    config = tap_config(sbx, tmp_path, page_size=4)
+    started = time.monotonic()
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    elapsed = time.monotonic() - started
+    assert run.returncode == 0, run.stderr[-2000:]
+    stats = control(sbx, "stats")
+    assert not stats["rate_limited"]
+    assert "429" not in stats["statuses"]
+    assert stats["max_in_flight"] <= 5
+    calls = api_calls(stats, "Invoices") / len(config["tenant_ids"])
+    assert calls > 60
+    assert elapsed >= 1.0  # a second is a Xero minute here: the limiter waited
+    assert ids_by_tenant(run.records["invoices"]) == truth_ids(sbx, config)
+
+
+def test_a_429_waits_exactly_retry_after_then_carries_on(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path)
+    control(sbx, "faults", {"storm_429": 1})
+    started = time.monotonic()
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    elapsed = time.monotonic() - started
+    assert run.returncode == 0, run.stderr[-2000:]
+    waits = [line for line in run.stderr.splitlines() if "waiting Retry-After" in line]
+    assert len(waits) == 1
+    assert "waiting Retry-After 1.000 s" in waits[0]  # the sandbox's 60 s, time-scaled
+    assert elapsed >= 1.0
+    stats = control(sbx, "stats")
+    assert stats["rate_limited"] == {"minute": 1}
+    assert ids_by_tenant(run.records["invoices"]) == truth_ids(sbx, config)
+
+
+def test_server_errors_and_dropped_connections_are_retried(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path, page_size=50)
+    control(sbx, "faults", {"fail_next": [500, 503, 502], "drop_next": 1})
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.count("Retrying /Invoices") >= 3
+    assert ids_by_tenant(run.records["invoices"]) == truth_ids(sbx, config)
+
+
+def test_retries_are_bounded(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path, max_retries=2)
+    control(sbx, "faults", {"fail_next": [500] * 10})
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode != 0
+    stats = control(sbx, "stats")
+    assert api_calls(stats, "Invoices") == 3  # one try and two retries
+
+
+def test_a_forbidden_organisation_says_what_to_do(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path, tenant_ids=["00000000-0000-0000-0000-000000000000"])
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode != 0
+    assert "not granted" in run.stderr
+    assert json.dumps(config["client_secret"]).strip('"') not in run.stderr

@@ -118,13 +118,23 @@ class TokenProvider:
                     result = self._acquire()
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     problem = f"the token service is unreachable ({type(exc).__name__})"
+                except requests.HTTPError as exc:
+                    # MSAL's OpenID discovery raises it on a 5xx.
+                    problem = f"the authority's discovery failed ({type(exc).__name__})"
+                    self._app = None
                 except MsalServiceError as exc:
                     # MSAL raises on a 5xx and replays it for 5 seconds (its own throttling).
                     problem = f"the token service failed ({self._clean(exc)})"
                 except ValueError as exc:
-                    # MSAL raises ValueError when the authority's discovery document fails.
-                    problem = f"the authority's OpenID configuration failed ({self._clean(exc)})"
+                    # MSAL's OpenID discovery got a 4xx: the tenant or the authority is wrong.
                     self._app = None
+                    msg = (
+                        f"The authority {self._authority} does not know tenant "
+                        f"{self._tenant_id}: check tenant_id (the directory id) and "
+                        "authority_url (each sovereign cloud has its own). "
+                        f"({self._clean(exc)[:200]})"
+                    )
+                    raise AuthenticationError(msg, code="TenantNotFound") from None
                 else:
                     if "access_token" in result:
                         return str(result["access_token"])

@@ -314,10 +314,14 @@ class PushLimiter:
 
     def _log_wait(self, dataset_id: str, table: str, rows: int, wait: float, reason: str) -> None:
         level = logging.INFO if wait >= LOG_WAIT_ABOVE else logging.DEBUG
+        scale = float(getattr(self.clock, "time_scale", 1.0))
+        duration = format_duration(wait)
+        if scale != 1.0:
+            duration += f" of service time ({format_duration(wait / scale)} real)"
         self.logger.log(
             level,
             "Waiting %s before posting %d rows to table %s of dataset %s (%s)",
-            format_duration(wait),
+            duration,
             rows,
             table,
             dataset_id,

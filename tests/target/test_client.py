@@ -482,6 +482,7 @@ def test_unknown_workspace(real_sandbox: PowerBISandbox, make_client: Any) -> No
     [
         ({"client_secret": "not-the-secret-value"}, "AADSTS7000215"),
         ({"client_id": "11111111-2222-3333-4444-555555555555"}, "client_id"),
+        ({"tenant_id": "99999999-2222-3333-4444-555555555555"}, "does not know tenant"),
     ],
 )
 def test_bad_credentials(

@@ -355,7 +355,8 @@ class XeroTokenManager:
     def _client_credentials(self) -> None:
         form = {"grant_type": "client_credentials"}
         if self._scopes:
-            form["scope"] = " ".join(requested_scopes({"scopes": self._scopes}))
+            scopes = requested_scopes({"scopes": self._scopes})
+            form["scope"] = " ".join(s for s in scopes if s != "offline_access")
         try:
             payload = self._identity.post(form)
         except _InvalidGrantError:

@@ -174,6 +174,13 @@ def _login(
     out.write("Organisations granted:\n")
     for line in describe_connections(result.connections):
         out.write(f"  {line}\n")
+    granted = {str(c.get("tenantId")) for c in result.connections}
+    missing = [t for t in config.get("tenant_ids") or [] if t not in granted]
+    if missing:
+        out.write(
+            f"Warning: tenant_ids lists {', '.join(missing)}, not granted by this login: "
+            "log in again and tick them, or remove them from tenant_ids.\n"
+        )
     out.write(
         "tap-xero reads every one by default; set tenant_ids to narrow it. The stored "
         "refresh token takes precedence over refresh_token in the config from now on.\n"

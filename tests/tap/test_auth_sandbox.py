@@ -270,6 +270,7 @@ def test_auth_login_end_to_end(sandbox, tmp_path, capsys):
     config = {
         **sandbox.config,
         "refresh_token": old_seed,  # what the config held before the user logged in again
+        "tenant_ids": [*sandbox.config["tenant_ids"], "not-a-granted-tenant"],
         "token_store_path": str(tmp_path / "secrets" / "xero-tokens.json"),
     }
     path = write_config(tmp_path, config)
@@ -292,6 +293,7 @@ def test_auth_login_end_to_end(sandbox, tmp_path, capsys):
     assert query["scope"][0].split() == list(GRANULAR_SCOPES)
     for tenant in sandbox.config["tenant_ids"]:
         assert tenant in out
+    assert "Warning: tenant_ids lists not-a-granted-tenant" in out
     state = TokenStore(config["token_store_path"]).load(config["client_id"])
     assert state is not None
     assert state.refresh_token != old_seed

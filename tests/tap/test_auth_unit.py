@@ -59,6 +59,7 @@ class FakeIdentity:
         self.lose_next = 0  # apply the refresh, then drop the response
         self.fail_5xx = 0
         self.calls: list[str] = []
+        self.scopes: str | None = None
         self.lock = threading.Lock()
 
     def clock(self) -> float:
@@ -86,6 +87,7 @@ class FakeIdentity:
                 return _response(503, {})
             client_id = auth[0] if auth else data.get("client_id")
             if grant == "client_credentials":
+                self.scopes = data.get("scope")
                 if client_id not in self.custom_clients:
                     return _response(400, {"error": "unauthorized_client"})
                 return _response(200, self._issue_access())
@@ -321,6 +323,10 @@ def test_custom_connection(tmp_path, idp, logger):
     assert manager.connections() == TENANTS
     assert manager.access_token() == token
     assert not Path(config["token_store_path"]).exists()
+    assert idp.scopes is None
+    scoped = make_config(tmp_path, client_id="custom-1", scopes=["accounting.contacts.read"])
+    manager_for(scoped, idp, logger).access_token()
+    assert idp.scopes == "accounting.contacts.read"  # no offline_access: nothing to refresh
 
 
 def test_client_credentials_on_a_non_custom_app_says_what_to_do(tmp_path, idp, logger):

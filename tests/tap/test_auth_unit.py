@@ -516,7 +516,7 @@ def test_a_killed_run_holding_the_lock_does_not_lock_the_next_one_out(tmp_path, 
         holder.wait(timeout=10)
         started = time.monotonic()
         assert manager_for(config, idp, logger).access_token()
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10  # far below the 120 s lock timeout
     finally:
         holder.kill()
         holder.wait(timeout=10)

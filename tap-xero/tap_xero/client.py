@@ -323,7 +323,9 @@ class XeroStream(RESTStream[Any]):
         if not any(c.selected or c.has_selected_descendents for c in self.child_streams):
             return
         self._page_buffer.append(record)
-        if record is self._page_last and context is not None:
+        # A dry run may stop mid-page: hand each record over at once then.
+        page_done = record is self._page_last or self.ABORT_AT_RECORD_COUNT is not None
+        if page_done and context is not None:
             yield {TENANT_KEY: context[TENANT_KEY]}
             self._page_buffer = []
 

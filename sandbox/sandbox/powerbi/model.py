@@ -36,6 +36,13 @@ _TABLE_NAME = re.compile(
 # Microsoft's Swagger pattern for column, measure and relationship column names.
 _COLUMN_NAME = re.compile("^[\\t\\n\\r -\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+$")
 
+# ISO-8601 date or date-time, the same on every Python version (3.10's fromisoformat is narrow).
+_ISO_DATETIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 DECIMAL_MAX = Decimal(10) ** 24  # precision 28, scale 4
@@ -360,16 +367,30 @@ def _to_datetime(value: Any, limits: Limits) -> Any:
     """ISO-8601 (no zone means UTC), stored in UTC to 1/300 of a second as the service does."""
     if not isinstance(value, str):
         raise ValueError("expected an ISO-8601 date-time string")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
+    match = _ISO_DATETIME.match(value)
+    if match is None:
+        raise ValueError(f"'{value}' is not an ISO-8601 date-time")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    tz = timezone.utc
+    if zone and zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=tz,
+        )
     except ValueError:
-        raise ValueError(f"'{value}' is not an ISO-8601 date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    elif parsed.utcoffset():
+        raise ValueError(f"'{value}' is not a valid date-time") from None
+    if zone and zone not in ("Z", "z"):
         parsed = parsed.astimezone(timezone.utc)
     micro = parsed.microsecond
     if micro:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -100,6 +101,24 @@ class Stats:
     throttled: int = 0
     posts_minute: Window = field(default_factory=lambda: Window(MINUTE))
     max_posts_in_a_minute: int = 0
+
+
+def _coerce_fault(key: str, value: Any) -> Any:
+    """Fault values in their field's type (ValueError/TypeError for a wrong one: 400)."""
+    if key in ("token_outage", "push_dataset_creation_retired", "service_principals_disabled"):
+        if not isinstance(value, bool):
+            msg = f"{key} must be true or false"
+            raise TypeError(msg)
+        return value
+    if key in ("fail_next", "fail_next_status"):
+        return int(value)
+    if key in ("error_rate", "latency_ms"):
+        return float(value)
+    if key == "retry_after":
+        return None if value is None else float(value)
+    if key == "error_statuses":
+        return [int(v) for v in value]
+    return None if value is None else [str(v) for v in value]  # operations
 
 
 def _b64(data: bytes) -> str:
@@ -252,9 +271,9 @@ class PowerBIState:
             if unknown:
                 msg = f"unknown fault fields: {', '.join(sorted(unknown))}"
                 raise ValueError(msg)
-            faults = Faults() if body.get("clear") else self.faults
+            faults = Faults() if body.get("clear") else copy.deepcopy(self.faults)
             for key in FAULT_FIELDS & set(body):
-                setattr(faults, key, body[key])
+                setattr(faults, key, _coerce_fault(key, body[key]))
             if not 0.0 <= float(faults.error_rate) <= 1.0:
                 msg = "error_rate must be between 0 and 1"
                 raise ValueError(msg)

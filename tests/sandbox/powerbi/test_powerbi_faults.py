@@ -78,6 +78,9 @@ def test_unknown_fault_fields_are_refused(client: Client) -> None:
     response = client.control("POST", "/_sandbox/faults", json={"error_rat": 1})
     assert response.status_code == 400
     assert "error_rat" in response.json()["error"]["message"]
+    bad_type = {"latency_ms": 5, "token_outage": "yes"}
+    assert client.control("POST", "/_sandbox/faults", json=bad_type).status_code == 400
+    assert client.control("GET", "/_sandbox/faults").json()["latency_ms"] == 0  # nothing applied
 
 
 def test_reset_forgets_datasets_and_faults_but_keeps_identities(client: Client) -> None:

@@ -6,7 +6,12 @@ import sqlite3
 import threading
 
 import pytest
-from tap_xero.webhooks.store import EventStore, InvalidPayloadError, PendingEvent
+from tap_xero.webhooks.store import (
+    EventStore,
+    InvalidPayloadError,
+    PendingEvent,
+    group_resource_ids,
+)
 from tap_xero.webhooks.trigger import DebouncedTrigger
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -180,3 +185,15 @@ def test_a_steady_stream_still_gets_a_run_within_max_wait():
         assert trigger.wait_idle(3)
     finally:
         trigger.close()
+
+
+def test_pending_events_group_into_one_fetch_list_per_tenant_and_category(tmp_path):
+    store = EventStore(tmp_path / "events.sqlite")
+    other = {**event("x"), "tenantId": "other", "eventCategory": "CONTACT"}
+    store.add_delivery(
+        delivery(event("a"), event("b"), event("a", when="2026-11-20T11:00:00.000"), other)
+    )
+    assert group_resource_ids(store.pending(0)) == {
+        (TENANT, "INVOICE"): ["a", "b"],
+        ("other", "CONTACT"): ["x"],
+    }

@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+# Xero's webhook categories and the tap streams whose records they name.
+CATEGORY_STREAMS = {"INVOICE": "invoices", "CONTACT": "contacts", "CREDITNOTE": "credit_notes"}
+
+
 class InvalidPayloadError(ValueError):
     """A delivery that is not Xero's webhook shape; nothing of it is stored."""
 
@@ -64,6 +68,14 @@ class PendingEvent:
     event_date: str
     resource_url: str | None = None
     tenant_type: str | None = None
+
+
+def group_resource_ids(events: Sequence[PendingEvent]) -> dict[tuple[str, str], list[str]]:
+    """(tenant id, category) -> distinct resource ids in position order: one fetch list each."""
+    groups: dict[tuple[str, str], dict[str, None]] = {}
+    for event in events:
+        groups.setdefault((event.tenant_id, event.category), {})[event.resource_id] = None
+    return {key: list(ids) for key, ids in groups.items()}
 
 
 def validate_payload(payload: Any) -> list[dict[str, Any]]:

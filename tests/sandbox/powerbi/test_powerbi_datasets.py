@@ -126,3 +126,12 @@ def test_viewer_shows_datasets_tables_counts_and_rows(client: Client) -> None:
     assert "Invoices: 1 rows" in page.text
     assert "&lt;b&gt;Acme&lt;/b&gt;" in page.text
     assert client.sbx.config["workspace_id"] in page.text
+
+
+def test_unknown_paths_and_methods_answer_power_bi_errors(client: Client) -> None:
+    response = client.request("GET", "/reports")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ItemNotFound"
+    response = client.request("PATCH", "/datasets")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "MethodNotAllowed"

@@ -175,13 +175,16 @@ def test_debounce_coalesces_a_burst_and_never_runs_twice_at_once():
 def test_a_steady_stream_still_gets_a_run_within_max_wait():
     runs = []
     trigger = DebouncedTrigger(
-        ["true"], debounce_seconds=0.2, max_wait_seconds=0.3, runner=lambda a: runs.append(a) or 0
+        ["true"], debounce_seconds=0.5, max_wait_seconds=0.3, runner=lambda a: runs.append(a) or 0
     )
     try:
-        for _ in range(12):  # a notice every 50 ms never leaves 0.2 s of quiet
+        notices = 0
+        while not runs and notices < 100:  # a notice every 20 ms never leaves 0.5 s of quiet
             trigger.notify()
-            threading.Event().wait(0.05)
+            notices += 1
+            threading.Event().wait(0.02)
         assert runs, "max_wait_seconds did not force a run"
+        assert notices < 100
         assert trigger.wait_idle(3)
     finally:
         trigger.close()
@@ -197,3 +200,16 @@ def test_pending_events_group_into_one_fetch_list_per_tenant_and_category(tmp_pa
         (TENANT, "INVOICE"): ["a", "b"],
         ("other", "CONTACT"): ["x"],
     }
+
+
+def test_prune_also_forgets_delivery_records_older_than_a_week(tmp_path):
+    store = EventStore(tmp_path / "events.sqlite")
+    store.add_delivery(delivery(event("a")))
+    store.add_delivery(delivery(event("b"), first=2))
+    store._conn.execute(
+        "UPDATE deliveries SET received_at = '2020-01-01T00:00:00+00:00' WHERE first_sequence = 1"
+    )
+    assert store.prune(0) == 0
+    rows = store._conn.execute("SELECT first_sequence, new_events FROM deliveries").fetchall()
+    assert rows == [(2, 1)]
+    assert store.count() == 2

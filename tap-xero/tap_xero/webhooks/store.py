@@ -13,12 +13,13 @@ import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 SCHEMA_VERSION = 1
+DELIVERY_LOG_DAYS = 7
 
 _REQUIRED_EVENT_FIELDS = ("resourceId", "eventDateUtc", "eventType", "eventCategory", "tenantId")
 
@@ -222,13 +223,18 @@ class EventStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def prune(self, up_to_position: int) -> int:
-        """Delete the events at or below a position the caller confirms done; returns how many."""
+        """Delete the events at or below a position the caller confirms done; returns how many.
+
+        Delivery records (kept for diagnosis only) older than DELIVERY_LOG_DAYS go too.
+        """
+        horizon = (datetime.now(timezone.utc) - timedelta(days=DELIVERY_LOG_DAYS)).isoformat()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 cursor = self._conn.execute(
                     "DELETE FROM events WHERE position <= ?", (up_to_position,)
                 )
+                self._conn.execute("DELETE FROM deliveries WHERE received_at < ?", (horizon,))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

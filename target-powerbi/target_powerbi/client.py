@@ -10,6 +10,7 @@ import logging
 import re
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
@@ -201,7 +202,14 @@ class PowerBIClient:
         session.mount("http://", adapter)
         session.headers["User-Agent"] = "target-powerbi"
         if ca_bundle:
-            extra = Path(str(ca_bundle)).read_text(encoding="utf-8")
+            try:
+                extra = Path(str(ca_bundle)).read_text(encoding="utf-8")
+            except OSError as exc:
+                msg = f"ca_bundle {ca_bundle} cannot be read ({exc.strerror}): fix the path"
+                raise PowerBIError(msg) from None
+            if "BEGIN CERTIFICATE" not in extra:
+                msg = f"ca_bundle {ca_bundle} holds no PEM certificate"
+                raise PowerBIError(msg)
             # Trust the extra authorities *and* the public ones (requests' bundle), never neither.
             with tempfile.NamedTemporaryFile(
                 "w", suffix=".pem", prefix="target-powerbi-ca-", delete=False, encoding="utf-8"
@@ -211,6 +219,8 @@ class PowerBIClient:
                 handle.write(extra)
             self._ca_file = handle.name
             session.verify = handle.name
+            # Removed by close(), or when the client is collected without it.
+            weakref.finalize(self, Path(handle.name).unlink, missing_ok=True)
         else:
             session.verify = DEFAULT_CA_BUNDLE_PATH
         return session

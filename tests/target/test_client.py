@@ -197,6 +197,12 @@ def test_tls_is_verified_without_the_sandbox_ca(
         client.list_datasets()
 
 
+def test_a_missing_ca_bundle_is_explained(real_sandbox: PowerBISandbox, tmp_path: Path) -> None:
+    config = {**real_sandbox.config, "ca_bundle": str(tmp_path / "missing.pem")}
+    with pytest.raises(PowerBIError, match="cannot be read"):
+        PowerBIClient(config, LOG)
+
+
 # ---------------------------------------------------------------- limits honoured
 def test_posts_are_paced_below_120_a_minute_with_parallel_requests(
     minute_sandbox: PowerBISandbox, make_client: Any

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -274,20 +275,43 @@ def test_serve_command_durable_across_a_kill_and_debounced_trigger(tmp_path: Pat
     assert KEY not in process.stderr.read()
 
 
-def test_serve_without_a_key_says_what_to_do(tmp_path: Path):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"client_id": "x"}))
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        ({"client_id": "x"}, [], "webhook_key is not set"),
+        ({"webhook_key": KEY}, [], "webhook_event_store_path is not set"),
+        ({"webhook_key": KEY}, ["--trigger-command", "'unclosed"], "webhook_trigger_command"),
+        ({"webhook_key": KEY, "webhook_max_body_bytes": "lots"}, [], "must be numbers"),
+        ({"webhook_key": KEY}, ["--port", "BUSY"], "cannot listen"),
+    ],
+)
+def test_serve_errors_say_what_to_do(tmp_path: Path, config, options, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_XERO_")}
-    result = subprocess.run(
-        [str(BIN / "tap-xero"), "--config", str(config), "webhooks", "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "webhook_key is not set" in result.stderr
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    options = [str(busy.getsockname()[1]) if o == "BUSY" else o for o in options]
+    if "--port" not in options:
+        options += ["--port", "0"]
+    if message != "webhook_event_store_path is not set":
+        options += ["--event-store", str(tmp_path / "events.sqlite")]
+    try:
+        result = subprocess.run(
+            [str(BIN / "tap-xero"), "--config", str(path), "webhooks", "serve", *options],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        busy.close()
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert KEY not in result.stderr + result.stdout
 
 
 def test_the_store_works_without_the_webhooks_extra():

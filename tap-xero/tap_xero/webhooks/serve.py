@@ -128,18 +128,6 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
     except Exception as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: {exc}\n")
         return 1
-    trigger = None
-    if settings.get("webhook_trigger_command"):
-        trigger = DebouncedTrigger(
-            settings["webhook_trigger_command"],
-            debounce_seconds=settings["webhook_debounce_seconds"],
-        )
-    app = create_app(
-        store,
-        settings["webhook_key"],
-        max_body_bytes=settings["webhook_max_body_bytes"],
-        trigger=trigger,
-    )
     host = str(settings["webhook_host"] or "127.0.0.1")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -149,7 +137,27 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
         sock.listen(2048)  # connections queue from now on, before the ready line
     except OSError as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: cannot listen: {exc.strerror}\n")
+        sock.close()
+        store.close()
         return 1
+    trigger = None
+    if settings.get("webhook_trigger_command"):
+        try:
+            trigger = DebouncedTrigger(
+                settings["webhook_trigger_command"],
+                debounce_seconds=settings["webhook_debounce_seconds"],
+            )
+        except ValueError as exc:  # an empty or badly quoted command
+            sys.stderr.write(f"tap-xero webhooks serve: error: webhook_trigger_command: {exc}\n")
+            sock.close()
+            store.close()
+            return 1
+    app = create_app(
+        store,
+        settings["webhook_key"],
+        max_body_bytes=settings["webhook_max_body_bytes"],
+        trigger=trigger,
+    )
     port = sock.getsockname()[1]
     url = f"http://{host}:{port}" if family == socket.AF_INET else f"http://[{host}]:{port}"
     sys.stdout.write(json.dumps({"url": url, "event_store": str(store.path)}) + "\n")

@@ -21,6 +21,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
+from tap_xero.connections import forbidden_error, unauthorized_error
 from tap_xero.limits import DailyBudgetExhaustedError
 from tap_xero.pagination import (
     FIXED_PAGE_SIZE,
@@ -235,6 +236,11 @@ class XeroStream(RESTStream[Any]):
         self._write_request_duration_log(
             endpoint=self.path, response=response, context=context, extra_tags=None
         )
+        if response.status_code == 401:
+            raise unauthorized_error()
+        if response.status_code == 403:
+            tenant = str((context or {}).get(TENANT_KEY, ""))
+            raise forbidden_error(tenant, self.xero_tap.organisations, f"GET {self.path}")
         self.validate_response(response)
         return response
 
@@ -276,13 +282,7 @@ class XeroStream(RESTStream[Any]):
     def response_error_message(self, response: requests.Response) -> str:
         # Never echo request headers (the bearer token); Xero's body says what went wrong.
         detail = response.text[:500] if response.content else ""
-        hint = ""
-        if response.status_code == 403:
-            hint = (
-                " The organisation may not be granted to this app, or the user lacks the "
-                "'Standard + Reports' or 'Advisor' role: re-run `tap-xero auth login`."
-            )
-        return f"{response.status_code} {response.reason} for {self.path}: {detail}{hint}"
+        return f"{response.status_code} {response.reason} for {self.path}: {detail}"
 
     @override
     def validate_response(self, response: requests.Response) -> None:

@@ -177,3 +177,24 @@ def test_a_forbidden_organisation_says_what_to_do(sbx, tmp_path):
     assert run.returncode != 0
     assert "not granted" in run.stderr
     assert json.dumps(config["client_secret"]).strip('"') not in run.stderr
+
+
+def test_one_401_gets_a_fresh_token_and_carries_on(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path)
+    control(sbx, "faults", {"fail_next": [401]})
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert ids_by_tenant(run.records["invoices"]) == truth_ids(sbx, config)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "message"),
+    [([401, 401], "tap-xero auth login"), ([403], "Standard + Reports")],
+)
+def test_refusals_say_what_to_do(sbx, tmp_path, statuses, message):
+    config = tap_config(sbx, tmp_path)
+    control(sbx, "faults", {"fail_next": statuses})
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode != 0
+    assert message in run.stderr
+    assert config["client_secret"] not in run.stderr

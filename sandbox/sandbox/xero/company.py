@@ -6,6 +6,7 @@ from them) always agree with the documents. Amounts are kept in cents internally
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
@@ -222,6 +223,8 @@ class Org:
     control_base: dict[str, int] = field(default_factory=dict)
     # while generating, journals wait to be numbered in creation order
     generating: bool = False
+    # serialised records by (collection, id): pages are joined from these, not re-encoded
+    cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in COLLECTIONS:
@@ -236,6 +239,7 @@ class Org:
     def put(self, collection: str, record: Record, modified_ms: int | None = None) -> Record:
         key = record[ID_FIELD[collection]]
         self.data[collection][key] = record
+        self.cache.pop((collection, key), None)
         if modified_ms is not None:
             self.touch(collection, key, modified_ms)
         return record
@@ -246,6 +250,20 @@ class Org:
         record = self.data[collection][key]
         record[fieldname] = msdate(ms)
         self.modified[collection][key] = ms
+        self.cache.pop((collection, key), None)
+
+    def encode(self, collection: str, records: list[Record]) -> list[bytes]:
+        """JSON of each record, from the cache where it is fresh."""
+        key_field = "JournalID" if collection == "Journals" else ID_FIELD[collection]
+        cache = self.cache
+        out = []
+        for record in records:
+            cache_key = (collection, str(record[key_field]))
+            encoded = cache.get(cache_key)
+            if encoded is None:
+                encoded = cache[cache_key] = json.dumps(record, separators=(",", ":")).encode()
+            out.append(encoded)
+        return out
 
     def next_number(self, prefix: str) -> str:
         n = self.counters.get(prefix, 0) + 1

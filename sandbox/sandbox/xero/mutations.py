@@ -107,6 +107,7 @@ def _one(
         # Xero's known gap: on part-paid documents this does not bump UpdatedDateUTC.
         invoice = _pick(org, "Invoices", key, lambda i: _open(i) and i["AmountPaid"] > 0)
         invoice["DueDate"] = f"/Date({today + 14 * DAY_MS}+0000)/"
+        org.cache.pop(("Invoices", invoice["InvoiceID"]), None)
         return _result(action, "Invoices", invoice["InvoiceID"])
     if action == "add_invoice":
         customers = [
@@ -178,6 +179,7 @@ def _one(
     if action == "delete_item":
         item = _pick(org, "Items", key, lambda i: True)
         del org.data["Items"][item["ItemID"]]
+        org.cache.pop(("Items", item["ItemID"]), None)
         org.modified["Items"].pop(item["ItemID"], None)
         return _result(action, "Items", item["ItemID"])
     if action == "delete_payment":

@@ -137,7 +137,7 @@ def select(
         raise ApiError(400, "Validation", "the sandbox does not evaluate `where` filters")
     if params.get("order"):
         chosen = order_records(chosen, params["order"])
-    if collection in ("Contacts", "Invoices") and _flag(params, "summaryOnly"):
+    if summary_only(collection, params):
         drop = {
             "LineItems",
             "Payments",
@@ -176,6 +176,11 @@ def select(
         "itemCount": len(chosen),
     }
     return items, pagination
+
+
+def summary_only(collection: str, params: Mapping[str, str]) -> bool:
+    """Lighter records (no line items), where Xero offers them."""
+    return collection in ("Contacts", "Invoices") and _flag(params, "summaryOnly")
 
 
 def journals(org: Org, params: Mapping[str, str], if_modified_since: str | None) -> list[Record]:

@@ -296,13 +296,25 @@ class Store:
             ]
             if not gone:
                 return 0
+            pushed = {r[0]: int(r[1]) for r in db.execute("SELECT name, pushed_seq FROM tables")}
+            dirty = []
             for tbl in tables:
                 column = "k" if tbl == root else "root"
+                doomed = [(tbl, k) for k in gone]
+                oldest = [
+                    db.execute(
+                        f"SELECT MIN(seq) FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608
+                        pair,
+                    ).fetchone()[0]
+                    for pair in doomed
+                ]
+                if any(s is not None and s <= pushed.get(tbl, 0) for s in oldest):
+                    dirty.append(tbl)  # Power BI holds rows that must go
                 db.executemany(
                     f"DELETE FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608 - fixed names
-                    [(tbl, k) for k in gone],
+                    doomed,
                 )
-            db.executemany("UPDATE tables SET dirty=1 WHERE name=?", [(t,) for t in tables])
+            db.executemany("UPDATE tables SET dirty=1 WHERE name=?", [(t,) for t in dirty])
         return len(gone)
 
     def version_rows(self, table: str, version: int, run: str) -> int:

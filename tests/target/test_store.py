@@ -63,12 +63,14 @@ def test_a_push_interrupted_in_flight_is_recovered_as_dirty(tmp_path):
 def test_activate_version_drops_older_rows_and_their_children(tmp_path):
     store = make(tmp_path)
     store.write([rec("a", 1, ["x"]), rec("b", 1, ["y"])], ["t", "t__c"], version=1, run="r1")
+    store.reloaded("t", store.max_seq("t"), 2)  # Power BI holds the roots, not the children
     store.write([rec("a", 1, ["x"])], ["t", "t__c"], version=2, run="r2")
     assert store.version_rows("t", 2, "r2") == 1
     assert store.activate_version(["t", "t__c"], 2, "r2") == 1
     assert [r["k"] for r in store.rows("t")] == ["a"]
     assert store.rows("t__c") == [{"c": "x"}]
-    assert store.table("t").dirty
+    assert store.table("t").dirty  # b was pushed: reload
+    assert not store.table("t__c").dirty  # y never reached Power BI: nothing to undo
 
 
 def test_overwrite_empties_each_table_once_per_run(tmp_path):

@@ -180,7 +180,16 @@ def test_mutations_post_journals_and_bump_updated(client: Client) -> None:
     tenant = client.config["tenant_ids"][0]
     client.control("clock", {"advance_seconds": 60})
     before = len(client.truth("Journals"))
+    target = next(
+        i for i in client.truth("Invoices") if i["Status"] == "AUTHORISED" and i["AmountDue"]
+    )
+    # read it first, so a stale cached copy would show
+    assert (
+        client.get(f"/Invoices/{target['InvoiceID']}").json()["Invoices"][0]["Status"]
+        == "AUTHORISED"
+    )
     done = client.control("mutate", {"tenant_id": tenant, "action": "pay"})["results"][0]
+    assert done["id"] == target["InvoiceID"]
     invoice = client.get(f"/Invoices/{done['id']}").json()["Invoices"][0]
     assert invoice["Status"] == "PAID" and invoice["AmountDue"] == 0
     assert parse_msdate(invoice["UpdatedDateUTC"]) > max(
@@ -237,3 +246,15 @@ def test_generation_is_deterministic_and_fast() -> None:
     assert first_invoice != next(iter(other[0].data["Invoices"].values()))
     currencies = {i["CurrencyCode"] for i in first[0].data["Invoices"].values()}
     assert len(currencies) == 2  # a little multi-currency
+
+
+def test_due_date_change_on_part_paid_invoice_does_not_bump_updated(client: Client) -> None:
+    """Xero's known If-Modified-Since gap, reproduced on purpose."""
+    tenant = client.config["tenant_ids"][0]
+    part = client.control("mutate", {"tenant_id": tenant, "action": "part_pay"})["results"][0]
+    before = client.get(f"/Invoices/{part['id']}").json()["Invoices"][0]
+    assert before["AmountPaid"] > 0 and before["AmountDue"] > 0
+    client.control("mutate", {"tenant_id": tenant, "action": "change_due_date", "id": part["id"]})
+    after = client.get(f"/Invoices/{part['id']}").json()["Invoices"][0]
+    assert after["DueDate"] != before["DueDate"]
+    assert after["UpdatedDateUTC"] == before["UpdatedDateUTC"]

@@ -381,6 +381,8 @@ class ValuePolicy:
     on_invalid: str = "warn"
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
     warnings: int = 0
+    per_column_log_limit: int = 20
+    _counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def problem(self, table: TableMap, key: str, column: str, what: str) -> None:
         """Report (or refuse) a value that had to be changed."""
@@ -388,7 +390,23 @@ class ValuePolicy:
         if self.on_invalid == "fail":
             raise InvalidValueError(msg + " (on_invalid_value is 'fail')")
         self.warnings += 1
-        self.logger.warning(msg)
+        seen = self._counts.get((table.name, column), 0) + 1
+        self._counts[(table.name, column)] = seen
+        if seen <= self.per_column_log_limit:
+            self.logger.warning(msg)
+        if seen == self.per_column_log_limit:
+            self.logger.warning(
+                "stream %r table %r column %r: %d values changed so far; further ones are "
+                "counted, not logged one by one",
+                table.stream,
+                table.name,
+                column,
+                seen,
+            )
+
+    def summary(self) -> dict[tuple[str, str], int]:
+        """Values changed per (table, column) in this run."""
+        return dict(self._counts)
 
 
 def convert(value: Any, col: Column, table: TableMap, key: str, policy: ValuePolicy) -> Any:

@@ -308,6 +308,13 @@ class TargetPowerBI(Target):
     def process_endofpipe(self) -> None:
         super().process_endofpipe()
         self.push()
+        for (table, column), count in sorted(self.policy.summary().items()):
+            self.logger.warning(
+                "%d values of %s.%s could not be held by Power BI as sent (see above)",
+                count,
+                table,
+                column,
+            )
         self.close()
 
     def push(self) -> None:

@@ -243,3 +243,14 @@ def test_model_file_types_measures_and_relationships(tmp_path):
     path.write_text("relationships:\n  - fromTable: A\n")
     with pytest.raises(ModelFileError, match="missing"):
         load_model(str(path))
+
+
+def test_repeated_value_problems_are_counted_not_flooded(caplog):
+    root = map_stream("t", {"properties": {"s": {"type": "string"}}}, [], set())
+    policy = ValuePolicy(logger=logging.getLogger("flood"))
+    with caplog.at_level(logging.WARNING):
+        for i in range(50):
+            build_rows(root, {"s": "y" * 4001}, f"k{i}", policy)
+    assert policy.warnings == 50
+    assert policy.summary() == {("t", "s"): 50}
+    assert len(caplog.records) == 21  # 20 values, then one line saying the rest are counted

@@ -221,6 +221,7 @@ class TargetPowerBI(Target):
         self.policy = ValuePolicy(str(self.config.get("on_invalid_value") or "warn"), self.logger)
         self._stream_tables: dict[str, list[str]] = {}
         self.activations: dict[tuple[str, int], int] = {}
+        self._ending = False
 
     # ------------------------------------------------------------------ resources
 
@@ -300,12 +301,18 @@ class TargetPowerBI(Target):
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
         # STATE only once the rows it covers are in the store and in Power BI.
+        if not self._ending and self._store is not None and not self.store.get_meta("dataset_id"):
+            # No dataset yet: create it at the end of the input, once every stream has sent
+            # its SCHEMA (tables cannot be added later). A later STATE supersedes this one.
+            self.logger.info("Holding STATE until the dataset is created at the end of the input")
+            return
         self.push()
         checkpoint("pushed")
         super()._write_state_message(state)
 
     @override
     def process_endofpipe(self) -> None:
+        self._ending = True
         super().process_endofpipe()
         self.push()
         for (table, column), count in sorted(self.policy.summary().items()):

@@ -199,3 +199,44 @@ def assert_limits_respected_but_503(powerbi: PowerBI) -> None:
     stats = powerbi.stats()
     assert stats["throttled"] == 0
     assert stats["requests"]["PostRowsInGroup"].get("503") == 1
+
+
+def test_a_mid_run_drain_before_the_dataset_exists_holds_state_until_every_schema(
+    powerbi: PowerBI, capsys
+) -> None:
+    from target_powerbi.target import TargetPowerBI
+
+    def schema(stream: str) -> dict:
+        return {
+            "type": "SCHEMA",
+            "stream": stream,
+            "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}}},
+        }
+
+    def record(stream: str, n: int) -> dict:
+        return {"type": "RECORD", "stream": stream, "record": {"id": n}}
+
+    target = TargetPowerBI(config=powerbi.config)
+    target._process_schema_message(schema("first"))
+    target._process_record_message(record("first", 1))
+    target._process_state_message({"type": "STATE", "value": {"at": 1}})
+    target.drain_all()  # what the SDK does when records have waited five minutes
+    assert capsys.readouterr().out == ""  # held: the dataset would lack later streams
+    assert powerbi.datasets() == []
+    target._process_schema_message(schema("second"))
+    target._process_record_message(record("second", 2))
+    target._process_state_message({"type": "STATE", "value": {"at": 2}})
+    target.process_endofpipe()
+    assert json.loads(capsys.readouterr().out) == {"at": 2}
+    assert {t["name"] for t in powerbi.dataset()["tables"]} == {"first", "second"}
+
+    # once the dataset exists, a mid-run drain pushes and emits STATE at once
+    again = TargetPowerBI(config=powerbi.config)
+    again._process_schema_message(schema("first"))
+    again._process_record_message(record("first", 3))
+    again._process_state_message({"type": "STATE", "value": {"at": 3}})
+    again.drain_all()
+    assert json.loads(capsys.readouterr().out) == {"at": 3}
+    assert sorted(r["id"] for r in powerbi.rows("first")) == [1, 3]
+    again.process_endofpipe()

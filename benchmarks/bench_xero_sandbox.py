@@ -34,7 +34,11 @@ def test_bench_xero_sandbox_pages_per_second() -> None:
                 data={"grant_type": "refresh_token", "refresh_token": config["refresh_token"]},
             ).json()["access_token"]
             tenant = config["tenant_ids"][0]
-            headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": tenant}
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "xero-tenant-id": tenant,
+                "Accept": "application/json",
+            }
             first = http.get(
                 config["api_url"] + "/Invoices",
                 params={"page": 1, "pageSize": 1000},

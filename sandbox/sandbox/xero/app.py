@@ -32,6 +32,11 @@ from sandbox.xero.webhooks import Webhooks
 
 API_PREFIX = "/api.xro/2.0"
 COLLECTION_BY_LOWER = {name.lower(): name for name in COLLECTIONS}
+XML_ANSWER = (
+    b'<?xml version="1.0" encoding="utf-8"?><Response><Status>OK</Status>'
+    b"<!-- Xero answers XML unless the request sends Accept: application/json; "
+    b"the sandbox serves records as JSON only --></Response>"
+)
 
 
 class DroppedResponse(Response):
@@ -368,6 +373,9 @@ def build_app(service: XeroService) -> Starlette:
             except queries.ApiError as exc:
                 return _status(stats, exc.status, exc.body, limit_headers)
             stats.statuses[200] += 1
+            if "application/json" not in request.headers.get("accept", ""):
+                # Xero answers XML unless asked for JSON; the sandbox only says so
+                return Response(XML_ANSWER, 200, limit_headers, media_type="text/xml")
             return Response(content, 200, limit_headers, media_type="application/json")
         finally:
             limiter.in_flight[tenant] -= 1

@@ -58,6 +58,14 @@ def test_every_collection_conforms_to_xero_schema(client: Client, schemas: Schem
         assert one.json()[ENVELOPE_KEY[collection]] == [records[0]]
 
 
+def test_json_only_when_asked(client: Client) -> None:
+    """Xero's default is XML: a client that forgets Accept: application/json gets no JSON."""
+    xml = client.get("/Organisation", headers={"Accept": "*/*"})
+    assert xml.status_code == 200
+    assert xml.headers["content-type"].startswith("text/xml")
+    assert xml.content.startswith(b"<?xml")
+
+
 def test_envelope_and_unknown_record(client: Client) -> None:
     body = client.get("/Invoices", params={"page": 1}).json()
     assert body["Status"] == "OK"

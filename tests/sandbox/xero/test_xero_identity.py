@@ -160,7 +160,7 @@ def test_custom_connection_is_bound_to_one_organisation(client: Client, sbx: Xer
     client.access_token = answer.json()["access_token"]
     no_header = client.http.get(
         client.config["api_url"] + "/Organisation",
-        headers={"Authorization": f"Bearer {client.access_token}"},
+        headers={"Authorization": f"Bearer {client.access_token}", "Accept": "application/json"},
     )
     assert no_header.status_code == 200
     assert no_header.json()["Organisations"][0]["OrganisationID"] == tenants[1]

@@ -26,7 +26,15 @@ from sandbox.clock import SandboxClock
 from sandbox.xero import mutations, queries, reports
 from sandbox.xero.company import COLLECTIONS, Org
 from sandbox.xero.generator import ANCHOR, generate
-from sandbox.xero.state import Faults, GrantError, Identity, Limits, RateLimiter, Stats
+from sandbox.xero.state import (
+    AccessToken,
+    Faults,
+    GrantError,
+    Identity,
+    Limits,
+    RateLimiter,
+    Stats,
+)
 from sandbox.xero.util import msdate
 from sandbox.xero.webhooks import Webhooks
 
@@ -100,9 +108,10 @@ class XeroService:
 
     def _build(self) -> None:
         self.orgs: list[Org] = generate(self.seed, self.size, self.tenants)
-        # millions of long-lived records: keep the cyclic GC from rescanning them on every page
-        gc.collect()
-        gc.freeze()
+        if self.size == "benchmark":
+            # millions of long-lived records: keep the cyclic GC from rescanning them each page
+            gc.collect()
+            gc.freeze()
         self.by_tenant = {org.tenant_id: org for org in self.orgs}
         self.credentials = Credentials(self.seed, [org.tenant_id for org in self.orgs])
         creds = self.credentials
@@ -238,7 +247,7 @@ def build_app(service: XeroService) -> Starlette:
             return _json({"error": exc.error}, exc.status)
         return _json(answer, headers={"Cache-Control": "no-store"})
 
-    def bearer(request: Request) -> Any:
+    def bearer(request: Request) -> AccessToken | None:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             return None
@@ -318,20 +327,20 @@ def build_app(service: XeroService) -> Starlette:
         if faults.storm_429 > 0:
             faults.storm_429 -= 1
             stats.rate_limited["minute"] += 1
-            headers = limiter.headers(tenant) | {
+            headers = limiter.headers(tenant, access.client_id) | {
                 "X-Rate-Limit-Problem": "minute",
                 "Retry-After": limiter.retry_after(60.0),
             }
             return _status(stats, 429, {"Title": "Too Many Requests", "Status": 429}, headers)
-        problem, wait = limiter.admit(tenant)
+        problem, wait = limiter.admit(tenant, access.client_id)
         if problem is not None:
             stats.rate_limited[problem] += 1
-            headers = limiter.headers(tenant) | {
+            headers = limiter.headers(tenant, access.client_id) | {
                 "X-Rate-Limit-Problem": problem,
                 "Retry-After": limiter.retry_after(wait),
             }
             return _status(stats, 429, {"Title": "Too Many Requests", "Status": 429}, headers)
-        limit_headers = limiter.headers(tenant)
+        limit_headers = limiter.headers(tenant, access.client_id)
         limiter.in_flight[tenant] += 1
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)

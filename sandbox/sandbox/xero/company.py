@@ -159,6 +159,8 @@ CHART: tuple[tuple[str, str, str, str], ...] = (
 SALES_ACCOUNTS = ("200", "260")
 EXPENSE_ACCOUNTS = ("310", "400", "404", "412", "420", "429", "433", "445", "461", "469", "489")
 
+NO_OPTIONS: frozenset[str] = frozenset()
+
 # (code, line amount in document currency, tax, description, tracking)
 Line = tuple[str, int, int, str, list[Record]]
 
@@ -210,9 +212,9 @@ class Org:
     modified: dict[str, dict[str, int]] = field(default_factory=dict)
     journals: list[Record] = field(default_factory=list)
     cash_journals: list[Record] = field(default_factory=list)
-    # (journal date ms, account code, net cents, tax cents) per ledger, for the reports
-    postings: list[tuple[int, str, int, int]] = field(default_factory=list)
-    cash_postings: list[tuple[int, str, int, int]] = field(default_factory=list)
+    # (journal date ms, account code, net cents, tracking option ids) per ledger, for reports
+    postings: list[tuple[int, str, int, frozenset[str]]] = field(default_factory=list)
+    cash_postings: list[tuple[int, str, int, frozenset[str]]] = field(default_factory=list)
     pending: list[Posting] = field(default_factory=list)
     accounts: dict[str, Record] = field(default_factory=dict)
     tax_types: dict[str, tuple[float, str]] = field(default_factory=dict)
@@ -342,7 +344,8 @@ class Org:
                     "TrackingCategories": tracking,
                 }
             )
-            postings.append((posting.date_ms, code, net, tax))
+            options = frozenset(t["TrackingOptionID"] for t in tracking) if tracking else NO_OPTIONS
+            postings.append((posting.date_ms, code, net, options))
         journal: Record = {
             "JournalID": self.new_id(),
             "JournalDate": msdate(posting.date_ms),

@@ -96,15 +96,46 @@ def month_end(d: date) -> date:
     return date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
 
 
-def balances(org: Org, *, cash: bool, start: date | None, end: date) -> dict[str, int]:
-    """Sum of journal net amounts by account code for journal dates in [start, end]."""
+def balances(
+    org: Org,
+    *,
+    cash: bool,
+    start: date | None,
+    end: date,
+    tracking: list[frozenset[str]] | None = None,
+) -> dict[str, int]:
+    """Sum of journal net amounts by account code for journal dates in [start, end]; with
+    `tracking`, only lines tagged with one option of each given set."""
     low = ms_of(start) if start is not None else -(2**62)
     high = ms_of(end) + DAY_MS - 1
     out: dict[str, int] = defaultdict(int)
-    for day_ms, code, net, _tax in org.cash_postings if cash else org.postings:
+    for day_ms, code, net, options in org.cash_postings if cash else org.postings:
         if low <= day_ms <= high:
+            if tracking and not all(options & wanted for wanted in tracking):
+                continue
             out[code] += net
     return out
+
+
+def tracking_filter(org: Org, params: Mapping[str, str]) -> list[frozenset[str]] | None:
+    """trackingCategoryID/trackingOptionID (and ...ID2): the options each line must carry."""
+    categories = {c["TrackingCategoryID"]: c for c in org.data["TrackingCategories"].values()}
+    out = []
+    for suffix in ("", "2"):
+        category_id = params.get(f"trackingCategoryID{suffix}")
+        option_id = params.get(f"trackingOptionID{suffix}")
+        if not category_id and not option_id:
+            continue
+        category = categories.get(category_id or "")
+        if category is None:
+            raise ApiError(400, "Validation", f"unknown trackingCategoryID{suffix}")
+        options = {o["TrackingOptionID"] for o in category["Options"]}
+        if option_id:
+            if option_id not in options:
+                raise ApiError(400, "Validation", f"unknown trackingOptionID{suffix}")
+            options = {option_id}
+        out.append(frozenset(options))
+    return out or None
 
 
 def _accounts_of(org: Org, kinds: tuple[str, ...]) -> list[Record]:
@@ -163,7 +194,8 @@ def profit_and_loss(
     for n in range(1, periods + 1):
         s = shift_months(start, -months * n)
         spans.append((s, shift_months(end, -months * n)))
-    columns = [balances(org, cash=cash, start=s, end=e) for s, e in spans]
+    tracking = tracking_filter(org, params)
+    columns = [balances(org, cash=cash, start=s, end=e, tracking=tracking) for s, e in spans]
     labels = [e.strftime("%d %b %y").lstrip("0") for _, e in spans]
     rows: list[Record] = [header("", *labels)]
     totals: dict[str, list[int]] = {}
@@ -379,7 +411,7 @@ def bank_summary(org: Org, params: Mapping[str, str], today: date, now_ms: int) 
     received: dict[str, int] = defaultdict(int)
     spent: dict[str, int] = defaultdict(int)
     low, high = ms_of(start), ms_of(end) + DAY_MS - 1
-    for day_ms, code, net, _tax in org.postings:
+    for day_ms, code, net, _options in org.postings:
         if code not in codes:
             continue
         if day_ms < low:
@@ -507,7 +539,7 @@ def executive_summary(org: Org, params: Mapping[str, str], today: date, now_ms: 
     for s, e in months:
         low, high = ms_of(s), ms_of(e) + DAY_MS - 1
         r = sp = 0
-        for day_ms, code, net, _tax in org.postings:
+        for day_ms, code, net, _options in org.postings:
             if code in banks and low <= day_ms <= high:
                 if net > 0:
                     r += net

@@ -208,21 +208,23 @@ class Limits:
 
 @dataclass
 class RateLimiter:
-    """Xero's limits: per organisation per minute, per day and in flight; per app per minute."""
+    """Xero's limits: per organisation per minute, per day and in flight; per app (client id)
+    per minute across organisations."""
 
     clock: SandboxClock
     limits: Limits = field(default_factory=Limits)
     minute: dict[str, Window] = field(default_factory=dict)
     day: dict[str, Window] = field(default_factory=dict)
-    app: Window = field(default_factory=lambda: Window(60.0))
+    app: dict[str, Window] = field(default_factory=dict)  # by client id: each app its own
     in_flight: Counter[str] = field(default_factory=Counter)
 
-    def admit(self, tenant: str) -> tuple[str | None, float]:
+    def admit(self, tenant: str, app_id: str) -> tuple[str | None, float]:
         """Count a call; (problem, retry-after sandbox seconds) when it is refused."""
         now = self.clock.timestamp()
         minute = self.minute.setdefault(tenant, Window(60.0))
         day = self.day.setdefault(tenant, Window(86_400.0))
-        for window in (minute, day, self.app):
+        app = self.app.setdefault(app_id, Window(60.0))
+        for window in (minute, day, app):
             window.roll(now)
         if self.in_flight[tenant] >= self.limits.concurrent:
             return "concurrent", 1.0
@@ -230,22 +232,26 @@ class RateLimiter:
             return "day", day.reset_in(now)
         if minute.count >= self.limits.minute:
             return "minute", minute.reset_in(now)
-        if self.app.count >= self.limits.app_minute:
-            return "appminute", self.app.reset_in(now)
+        if app.count >= self.limits.app_minute:
+            return "appminute", app.reset_in(now)
         minute.count += 1
         day.count += 1
-        self.app.count += 1
+        app.count += 1
         return None, 0.0
 
-    def headers(self, tenant: str) -> dict[str, str]:
+    def headers(self, tenant: str, app_id: str) -> dict[str, str]:
         minute = self.minute.get(tenant)
         day = self.day.get(tenant)
+        app = self.app.get(app_id)
+        limits = self.limits
         return {
             "X-MinLimit-Remaining": str(
-                minute.remaining(self.limits.minute) if minute else self.limits.minute
+                minute.remaining(limits.minute) if minute else limits.minute
             ),
-            "X-DayLimit-Remaining": str(day.remaining(self.limits.day) if day else self.limits.day),
-            "X-AppMinLimit-Remaining": str(self.app.remaining(self.limits.app_minute)),
+            "X-DayLimit-Remaining": str(day.remaining(limits.day) if day else limits.day),
+            "X-AppMinLimit-Remaining": str(
+                app.remaining(limits.app_minute) if app else limits.app_minute
+            ),
         }
 
     def retry_after(self, sandbox_seconds: float) -> str:

@@ -258,3 +258,31 @@ def test_due_date_change_on_part_paid_invoice_does_not_bump_updated(client: Clie
     after = client.get(f"/Invoices/{part['id']}").json()["Invoices"][0]
     assert after["DueDate"] != before["DueDate"]
     assert after["UpdatedDateUTC"] == before["UpdatedDateUTC"]
+
+
+def test_profit_and_loss_by_tracking_option(client: Client) -> None:
+    accounts = {a["AccountID"]: a for a in client.truth("Accounts")}
+    region = next(c for c in client.truth("TrackingCategories") if c["Name"] == "Region")
+    north = region["Options"][0]["TrackingOptionID"]
+    params = {
+        "fromDate": "2026-01-01",
+        "toDate": "2026-06-30",
+        "trackingCategoryID": region["TrackingCategoryID"],
+        "trackingOptionID": north,
+    }
+    report = client.get("/Reports/ProfitAndLoss", params=params).json()["Reports"][0]
+    expected = 0
+    for journal in client.truth("Journals"):
+        day = date_of(parse_msdate(journal["JournalDate"]))
+        if date(2026, 1, 1) <= day <= date(2026, 6, 30):
+            for line in journal["JournalLines"]:
+                tagged = {t["TrackingOptionID"] for t in line["TrackingCategories"]}
+                if north in tagged and accounts[line["AccountID"]]["Type"] in PL_TYPES:
+                    expected -= cents(line["NetAmount"])
+    assert labelled(report, "Net Profit") == [expected]
+    whole = client.get(
+        "/Reports/ProfitAndLoss", params={"fromDate": "2026-01-01", "toDate": "2026-06-30"}
+    )
+    assert labelled(whole.json()["Reports"][0], "Net Profit") != [expected]
+    bad = client.get("/Reports/ProfitAndLoss", params={**params, "trackingOptionID": "nope"})
+    assert bad.status_code == 400

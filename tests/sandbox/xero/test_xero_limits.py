@@ -52,6 +52,17 @@ def test_day_and_app_limits(client: Client) -> None:
     app = client.get("/Organisation", tenant=second)
     assert app.status_code == 429 and app.headers["X-Rate-Limit-Problem"] == "appminute"
     assert client.control("stats")["rate_limited"] == {"day": 1, "appminute": 1}
+    # a custom connection is another app, with its own app-wide window
+    custom = client.sbx.custom_connection(second)
+    token = client.http.post(
+        client.config["identity_url"] + "/connect/token",
+        auth=(custom["client_id"], custom["client_secret"]),
+        data={"grant_type": "client_credentials"},
+    ).json()["access_token"]
+    client.access_token = token
+    other_app = client.get("/Organisation", tenant=second)
+    assert other_app.status_code == 200
+    assert other_app.headers["X-AppMinLimit-Remaining"] == "4"
 
 
 def test_concurrent_limit(client: Client) -> None:

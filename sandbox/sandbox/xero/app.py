@@ -129,10 +129,7 @@ class XeroService:
         self.limiter = RateLimiter(clock=self.clock)
         self.stats = Stats()
         self.faults = Faults()
-        old = getattr(self, "webhooks", None)
         self.webhooks = Webhooks(clock=self.clock, api_url=self.base_url + API_PREFIX)
-        if old is not None:
-            self.webhooks.api_url = old.api_url
         self.fault_rng = random.Random(self.seed + 1)
 
     def reset(self, seed: int | None = None) -> None:

@@ -12,6 +12,7 @@ from datetime import date
 
 from sandbox.xero import documents
 from sandbox.xero.company import (
+    ACCOUNT_CLASS,
     BANK,
     CHART,
     EXPENSE_ACCOUNTS,
@@ -249,14 +250,14 @@ class Builder:
                 "Name": name,
                 "Type": kind,
                 "Status": "ARCHIVED" if code == "499" else "ACTIVE",
-                "Class": _class_of(kind),
+                "Class": ACCOUNT_CLASS[kind],
                 "TaxType": "NONE"
                 if kind in ("BANK", "EQUITY", "CURRLIAB", "CURRENT")
-                else ("OUTPUT" if _class_of(kind) == "REVENUE" else "INPUT"),
+                else ("OUTPUT" if ACCOUNT_CLASS[kind] == "REVENUE" else "INPUT"),
                 "EnablePaymentsToAccount": False,
                 "ShowInExpenseClaims": kind in ("EXPENSE", "OVERHEADS"),
-                "ReportingCode": _class_of(kind)[:3],
-                "ReportingCodeName": _class_of(kind).title(),
+                "ReportingCode": ACCOUNT_CLASS[kind][:3],
+                "ReportingCodeName": ACCOUNT_CLASS[kind].title(),
                 "HasAttachments": False,
                 "AddToWatchlist": False,
                 "Description": name,
@@ -842,9 +843,3 @@ class Builder:
 
 def target_date(invoice: Record) -> int:
     return int(invoice["Date"][6:-7])
-
-
-def _class_of(kind: str) -> str:
-    from sandbox.xero.company import ACCOUNT_CLASS
-
-    return ACCOUNT_CLASS[kind]

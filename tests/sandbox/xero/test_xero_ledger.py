@@ -234,9 +234,9 @@ def test_mutations_post_journals_and_bump_updated(client: Client) -> None:
 
 
 def test_generation_is_deterministic_and_fast() -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine must not make this flaky
     first = generate(11, "small", 2)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     second = generate(11, "small", 2)
     other = generate(12, "small", 2)
     assert first[0].data["Invoices"] == second[0].data["Invoices"]

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import string
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,20 +51,22 @@ class Webhooks:
         for org in orgs:
             for category, kind, resource_id in org.events:
                 self.sequence += 1
-                self.pending.append(
-                    {
-                        "resourceUrl": f"{self.api_url}/{RESOURCE_PATHS[category]}/{resource_id}",
-                        "resourceId": resource_id,
-                        "eventDateUtc": datetime.fromtimestamp(
-                            self.clock.timestamp(), tz=timezone.utc
-                        ).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
-                        "eventType": kind,
-                        "eventCategory": category,
-                        "tenantId": org.tenant_id,
-                        "tenantType": "ORGANISATION",
-                        "_sequence": self.sequence,
-                    }
-                )
+                when = datetime.fromtimestamp(self.clock.timestamp(), tz=timezone.utc)
+                event: dict[str, Any] = {
+                    "resourceUrl": f"{self.api_url}/{RESOURCE_PATHS[category]}/{resource_id}",
+                    "resourceId": resource_id,
+                    "tenantId": org.tenant_id,
+                    "tenantType": "ORGANISATION",
+                    "eventCategory": category,
+                    "eventType": kind,
+                    "eventDateUtc": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+                }
+                note = org.data["CreditNotes"].get(resource_id)
+                if category == "CREDITNOTE" and note is not None:
+                    # credit note events carry a little of the record, as Xero's do
+                    event["data"] = {"Type": note["Type"], "Status": note["Status"]}
+                event["_sequence"] = self.sequence
+                self.pending.append(event)
             org.events.clear()
 
     def payload(self, events: list[dict[str, Any]]) -> bytes:
@@ -71,7 +74,7 @@ class Webhooks:
             "events": [{k: v for k, v in e.items() if k != "_sequence"} for e in events],
             "firstEventSequence": events[0]["_sequence"] if events else 0,
             "lastEventSequence": events[-1]["_sequence"] if events else 0,
-            "entropy": secrets.token_hex(10).upper(),
+            "entropy": "".join(secrets.choice(string.ascii_uppercase) for _ in range(20)),
         }
         return json.dumps(body).encode()
 

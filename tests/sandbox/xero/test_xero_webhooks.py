@@ -98,7 +98,9 @@ def test_signed_batches_with_sequences(client: Client, receiver: Receiver) -> No
     assert events[0]["resourceUrl"].endswith("/Invoices/" + events[0]["resourceId"])
     sequences = [(b["firstEventSequence"], b["lastEventSequence"]) for b in receiver.batches]
     assert sequences[0][0] == 1 and sequences[-1][1] == 3
-    assert all(b["entropy"] for b in receiver.batches)
+    assert all(len(b["entropy"]) == 20 and b["entropy"].isupper() for b in receiver.batches)
+    assert events[2]["data"] == {"Type": "ACCRECCREDIT", "Status": "AUTHORISED"}
+    assert "data" not in events[0]
 
 
 def test_failed_deliveries_are_retried_less_and_less_often(

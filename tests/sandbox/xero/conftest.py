@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from sandbox.xero import XeroSandbox
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "tap-xero" / "tap_xero" / "schemas" / "api"
+SEED = 7
 MSDATE = re.compile(r"^/Date\(-?\d+([+-]\d{4})?\)/$")
 
 
@@ -85,14 +86,14 @@ def schemas() -> Schemas:
 
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[XeroSandbox]:
-    with XeroSandbox(seed=7, size="small", tenants=3) as sbx:
+    with XeroSandbox(seed=SEED, size="small", tenants=3) as sbx:
         yield sbx
 
 
 @pytest.fixture
 def sbx(shared_sandbox: XeroSandbox) -> XeroSandbox:
     """The session's sandbox, back in its initial state."""
-    response = httpx.post(shared_sandbox.url + "/_sandbox/reset", json={})
+    response = httpx.post(shared_sandbox.url + "/_sandbox/reset", json={"seed": SEED})
     assert response.status_code == 200
     return shared_sandbox
 

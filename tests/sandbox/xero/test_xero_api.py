@@ -247,3 +247,32 @@ def test_only_get_reaches_the_api_and_is_recorded(client: Client) -> None:
     assert stats["calls"][tenant]["Invoices"] == {"POST": 1, "GET": 1}
     assert {"method": "POST", "endpoint": "Invoices", "tenant": tenant} in stats["requests"]
     assert stats["methods"] == {"POST": 1, "GET": 1}
+
+
+def test_id_filters_and_where(client: Client) -> None:
+    invoices = client.truth("Invoices")[:3]
+    ids = ",".join(i["InvoiceID"] for i in invoices)
+    got = client.get("/Invoices", params={"IDs": ids}).json()["Invoices"]
+    assert [i["InvoiceID"] for i in got] == [i["InvoiceID"] for i in invoices]
+    contact = invoices[0]["Contact"]["ContactID"]
+    mine = client.get("/Invoices", params={"ContactIDs": contact}).json()["Invoices"]
+    assert mine and all(i["Contact"]["ContactID"] == contact for i in mine)
+    assert client.get("/Invoices", params={"where": 'Status=="PAID"'}).status_code == 400
+    by_number = client.get(f"/Invoices/{invoices[0]['InvoiceNumber']}").json()["Invoices"][0]
+    assert by_number["InvoiceID"] == invoices[0]["InvoiceID"]
+
+
+def test_truth_and_reset(client: Client) -> None:
+    tenant = client.config["tenant_ids"][0]
+    truth = client.truth("Contacts")
+    assert any(c["ContactStatus"] == "ARCHIVED" for c in truth)
+    client.control("mutate", {"tenant_id": tenant, "action": "add_contact"})
+    assert len(client.truth("Contacts")) == len(truth) + 1
+    again = client.control("reset", {})
+    assert again["config"] == client.config
+    assert client.truth("Contacts") == truth
+    # the ready line's refresh token works again after a reset
+    assert client.refresh(client.config["refresh_token"]).status_code == 200
+    other = client.control("reset", {"seed": 99})["config"]
+    assert other["tenant_ids"] != client.config["tenant_ids"]
+    assert client.http.get(f"{client.sbx.url}/_sandbox/truth/{tenant}/Contacts").status_code == 404

@@ -34,11 +34,15 @@ SELECTED = {"invoices", "invoice_line_items", "contacts", "credit_notes", "payme
 COLLECTIONS = {"invoices": "Invoices", "contacts": "Contacts", "credit_notes": "CreditNotes",
                "payments": "Payments"}  # fmt: skip
 NO_LIMITS = {"minute": 10**9, "day": 10**9, "concurrent": 1000, "app_minute": 10**9}
-# Runs the tap in-process and reports its peak memory on stderr when it exits.
+# Runs the tap in-process and reports its peak memory on stderr when it exits. VmHWM, not
+# ru_maxrss: the latter counts the parent's pages the child had between fork and exec.
 LAUNCHER = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: sys.stderr.write("
-    "'MAXRSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "import atexit, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM'):\n"
+    "            sys.stderr.write('MAXRSS_KB %s\\n' % line.split()[1])\n"
+    "atexit.register(_peak)\n"
     "from tap_xero.tap import TapXero\n"
     "sys.argv = ['tap-xero', *sys.argv[1:]]\n"
     "TapXero.cli()\n"

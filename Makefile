@@ -51,7 +51,7 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 bench: setup
-	$(BIN)/pytest benchmarks -p no:cacheprovider -s
+	$(BIN)/pytest benchmarks/bench_*.py -p no:cacheprovider -s
 
 clean:
 	rm -rf $(VENV) .tools .meltano/.installed

@@ -43,6 +43,7 @@ SEPARATOR = "__"
 OVERFLOW_COLUMN = "_overflow"
 INDEX_COLUMN = "_index"
 PARENT_KEY_COLUMN = "_parent_key"
+KEY_COLUMN = "_key"
 MAX_DEPTH = 10
 DATA_TYPES = ("Int64", "Double", "Boolean", "DateTime", "String", "Decimal")
 
@@ -107,6 +108,7 @@ class TableMap:
     key_properties: list[str]
     parent: TableMap | None = None
     parent_column: str | None = None  # the parent's key copied into this child table
+    key_column: str | None = None  # the one column children refer to (a single key, or _key)
     children: list[TableMap] = field(default_factory=list)
     overflow: list[Column] = field(default_factory=list)
     overflow_column: str | None = None
@@ -125,12 +127,11 @@ class TableMap:
             yield from child.walk()
 
     def relationships(self) -> list[dict[str, Any]]:
-        """Child -> parent relationships where the parent has a single key column."""
+        """Child -> parent relationships (child's parent key -> parent's key column)."""
         rels = []
         for t in self.walk():
-            if t.parent is not None and t.parent_column and t.parent_column != PARENT_KEY_COLUMN:
-                parent_key = t.parent.key_properties[0]
-                to_col = next(c.name for c in t.parent.columns if c.path == (parent_key,))
+            if t.parent is not None and t.parent_column and t.parent.key_column:
+                to_col = t.parent.key_column
                 rels.append(
                     {
                         "name": sanitize_name(f"{t.name}_to_{t.parent.name}", table=True),
@@ -259,18 +260,21 @@ def _build_table(
     used: set[str] = set()
     leading: list[Column] = []
     if parent is not None:
-        if parent.parent is None and len(parent.key_properties) == 1:
-            key = parent.key_properties[0]
-            parent_col = next(c for c in parent.columns if c.path == (key,))
-            table.parent_column = unique_name(parent_col.name, used)
-            leading.append(Column(table.parent_column, parent_col.data_type, ("\x00parent",)))
-        else:
+        parent_col = next(c for c in parent.columns if c.name == parent.key_column)
+        if parent_col.path == ("\x00key",):
             table.parent_column = unique_name(PARENT_KEY_COLUMN, used)
-            leading.append(Column(table.parent_column, "String", ("\x00parent",)))
+        else:
+            table.parent_column = unique_name(parent_col.name, used)
+        leading.append(Column(table.parent_column, parent_col.data_type, ("\x00parent",)))
         leading.append(Column(unique_name(INDEX_COLUMN, used), "Int64", ("\x00index",)))
     columns: list[Column] = []
     arrays: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     _collect(schema.get("properties", {}), (), columns, arrays, used, 0)
+    single_key = parent is None and len(key_properties) == 1
+    if arrays and not single_key:
+        # children need one column to refer to: the row's key (composite, hash or position)
+        table.key_column = unique_name(KEY_COLUMN, used)
+        leading.insert(0, Column(table.key_column, "String", ("\x00key",)))
     # key columns first so they survive a cut at 75 columns
     keyed = [c for c in columns if c.path and c.path[0] in key_properties and len(c.path) == 1]
     others = [c for c in columns if c not in keyed]
@@ -292,6 +296,8 @@ def _build_table(
         )
         ordered = keep
     table.columns = ordered
+    if single_key:
+        table.key_column = next((c.name for c in ordered if c.path == (key_properties[0],)), None)
     for apath, aschema in arrays:
         child_name = unique_name(name + SEPARATOR + SEPARATOR.join(apath), used_tables, table=True)
         items = aschema["items"]
@@ -510,6 +516,8 @@ def _rows(
             data[col.name] = parent_value
         elif col.path == ("\x00index",):
             data[col.name] = index
+        elif col.path == ("\x00key",):
+            data[col.name] = key
         else:
             data[col.name] = convert(_get(item, col.path), col, table, key, policy)
     if table.overflow_column:
@@ -522,16 +530,7 @@ def _rows(
         items = _get(item, child.path)
         if not isinstance(items, list):
             continue
-        if child.parent_column and child.parent_column != PARENT_KEY_COLUMN:
-            pvalue = _first_key_value(table, data)
-        else:
-            pvalue = key
+        pvalue = data.get(table.key_column) if table.key_column else key
         for i, sub in enumerate(items):
             if isinstance(sub, dict):
                 _rows(child, sub, dumps([key, child.name, i]), pvalue, i, policy, out)
-
-
-def _first_key_value(table: TableMap, data: dict[str, Any]) -> Any:
-    key = table.key_properties[0]
-    col = next(c for c in table.columns if c.path == (key,))
-    return data[col.name]

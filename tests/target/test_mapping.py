@@ -89,12 +89,22 @@ def test_arrays_of_objects_become_child_tables_keyed_to_the_parent():
     names = [t.name for t in root.walk()]
     assert names == ["Invoices", "Invoices__Lines", "Invoices__Lines__Tracking"]
     lines = root.children[0]
-    assert columns(lines) == {"InvoiceID": "String", "_index": "Int64", "LineID": "String"}
+    # Lines has children of its own, so it gets a `_key` column they refer to
+    assert columns(lines) == {
+        "_key": "String",
+        "InvoiceID": "String",
+        "_index": "Int64",
+        "LineID": "String",
+    }
     tracking = lines.children[0]
     assert columns(tracking) == {"_parent_key": "String", "_index": "Int64", "Name": "String"}
-    (rel,) = root.relationships()
-    assert rel["fromTable"] == "Invoices__Lines" and rel["toTable"] == "Invoices"
-    assert rel["fromColumn"] == rel["toColumn"] == "InvoiceID"
+    rels = {
+        (r["fromTable"], r["fromColumn"], r["toTable"], r["toColumn"]) for r in root.relationships()
+    }
+    assert rels == {
+        ("Invoices__Lines", "InvoiceID", "Invoices", "InvoiceID"),
+        ("Invoices__Lines__Tracking", "_parent_key", "Invoices__Lines", "_key"),
+    }
 
     record = {
         "InvoiceID": "I1",
@@ -110,12 +120,13 @@ def test_arrays_of_objects_become_child_tables_keyed_to_the_parent():
     (inv,) = by_table["Invoices"]
     assert inv.data["Tags"] == '["x","y"]'
     assert inv.data["Contact__Address__City"] == "Oslo"
-    assert [r.data for r in by_table["Invoices__Lines"]] == [
-        {"InvoiceID": "I1", "_index": 0, "LineID": "L1"},
-        {"InvoiceID": "I1", "_index": 1, "LineID": "L2"},
+    line_rows = by_table["Invoices__Lines"]
+    assert [r.data for r in line_rows] == [
+        {"_key": line_rows[0].key, "InvoiceID": "I1", "_index": 0, "LineID": "L1"},
+        {"_key": line_rows[1].key, "InvoiceID": "I1", "_index": 1, "LineID": "L2"},
     ]
     (track,) = by_table["Invoices__Lines__Tracking"]
-    assert track.data["_parent_key"] == by_table["Invoices__Lines"][0].key
+    assert track.data["_parent_key"] == line_rows[0].data["_key"]
     assert len({r.key for r in rows}) == len(rows)
 
 
@@ -254,3 +265,25 @@ def test_repeated_value_problems_are_counted_not_flooded(caplog):
     assert policy.warnings == 50
     assert policy.summary() == {("t", "s"): 50}
     assert len(caplog.records) == 21  # 20 values, then one line saying the rest are counted
+
+
+def test_composite_keys_give_the_parent_a_key_column_children_relate_to():
+    # tap-xero's keys: (TenantID, InvoiceID)
+    schema = {
+        "properties": {
+            "TenantID": {"type": "string"},
+            "InvoiceID": {"type": "string"},
+            "Lines": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"Sku": {"type": "string"}}},
+            },
+        }
+    }
+    root = map_stream("Invoices", schema, ["TenantID", "InvoiceID"], set())
+    assert list(columns(root)) == ["_key", "TenantID", "InvoiceID"]
+    (rel,) = root.relationships()
+    assert (rel["fromColumn"], rel["toColumn"]) == ("_parent_key", "_key")
+    record = {"TenantID": "t1", "InvoiceID": "i1", "Lines": [{"Sku": "a"}]}
+    key = record_key(root, record, by_content=False)
+    parent, line = build_rows(root, record, key, ValuePolicy())
+    assert parent.data["_key"] == key == line.data["_parent_key"] == '["t1","i1"]'

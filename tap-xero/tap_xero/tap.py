@@ -13,6 +13,7 @@ from tap_xero.auth import XeroBearerAuth, XeroTokenManager
 from tap_xero.connections import granted_tenants
 from tap_xero.limits import LimitSettings, RateLimiters
 from tap_xero.streams import STREAM_TYPES
+from tap_xero.streams.reports import REPORT_STREAM_TYPES
 
 XERO_API_URL = "https://api.xero.com/api.xro/2.0"
 XERO_IDENTITY_URL = "https://identity.xero.com"
@@ -236,6 +237,26 @@ class TapXero(Tap):
             title="Webhook max body (bytes)",
             description="Largest webhook delivery accepted; larger ones get 413, unstored.",
         ),
+        th.Property(
+            "report_closed_periods_to_refresh",
+            th.IntegerType,
+            default=3,
+            title="Report closed periods to refresh",
+            description=(
+                "Closed months the report streams read again on each run, besides the months "
+                "still open at the last run (late entries change them)."
+            ),
+        ),
+        th.Property(
+            "aged_reports_enabled",
+            th.BooleanType,
+            default=False,
+            title="Aged reports enabled",
+            description=(
+                "Read aged receivables and payables by contact when those streams are "
+                "selected: one call per contact a run."
+            ),
+        ),
     ).to_dict()
 
     @cached_property
@@ -270,7 +291,7 @@ class TapXero(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return [stream_type(self) for stream_type in STREAM_TYPES]
+        return [stream_type(self) for stream_type in [*STREAM_TYPES, *REPORT_STREAM_TYPES]]
 
 
 if __name__ == "__main__":

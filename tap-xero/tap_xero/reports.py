@@ -1,0 +1,361 @@
+"""Xero's financial reports as tidy rows, and the plan of calls that reads them.
+
+A report answers `Reports[0].Rows`: a Header row naming the columns, then Sections
+holding Rows and SummaryRows of Cells. Flattening gives one row per value cell, with
+its column's title from the header (and the period the title names, when it names one),
+its section, its row label and, when a cell carries the `account` attribute, the
+account. Nothing is inferred from a position except the pairing of a cell with the
+header cell above it, which is what the header is for.
+
+The plan: months from `start_date` (or the bookmark, less the closed months to refresh)
+to today, in as few calls as each report's `periods` parameter allows.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+ACCRUAL = "accrual"
+CASH = "cash"
+MAX_PERIODS = 12  # Xero's `periods`: up to 12 earlier periods beside the one asked for
+_DATE_FORMATS = ("%d %b %y", "%d %B %Y", "%d %b %Y", "%Y-%m-%d")
+_MONTH_FORMATS = ("%b-%y", "%b %Y", "%B %Y", "%b %y")
+# Reports that state a position at a date rather than flows over a period.
+AS_AT = frozenset(
+    {"BalanceSheet", "TrialBalance", "AgedReceivablesByContact", "AgedPayablesByContact"}
+)
+_NUMBER = re.compile(r"^\(?-?[\d,]*\.?\d+\)?$")
+
+# The Singer schema shared by every report stream.
+REPORT_ROW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "row_key": {"type": "string", "description": "Surrogate key of the cell (one column)."},
+        "tenant_id": {"type": "string", "description": "Xero organisation (tenant) id."},
+        "report": {"type": "string", "description": "Xero report, e.g. ProfitAndLoss."},
+        "basis": {"type": "string", "description": "accrual, or cash (paymentsOnly=true)."},
+        "period_start": {"type": ["string", "null"], "format": "date"},
+        "period_end": {"type": ["string", "null"], "format": "date"},
+        "contact_id": {"type": ["string", "null"], "description": "Aged reports only."},
+        "section": {"type": ["string", "null"]},
+        "row_type": {"type": ["string", "null"], "description": "Row or SummaryRow."},
+        "row_title": {"type": ["string", "null"], "description": "The row's first cell."},
+        "row_number": {"type": "integer", "description": "Position of the row in its section."},
+        "account_id": {"type": ["string", "null"]},
+        "account_code": {"type": ["string", "null"]},
+        "account_name": {"type": ["string", "null"]},
+        "column": {"type": ["string", "null"], "description": "The header cell's title."},
+        "value": {"type": ["number", "null"], "description": "The cell as a number."},
+        "value_text": {"type": ["string", "null"], "description": "The cell as Xero sent it."},
+    },
+}
+REPORT_ROW_KEYS = ["row_key"]
+
+
+# ---------------------------------------------------------------- dates
+
+
+def month_start(d: date) -> date:
+    return date(d.year, d.month, 1)
+
+
+def month_end(d: date) -> date:
+    return date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
+
+
+def add_months(d: date, months: int) -> date:
+    """The first day of the month `months` after `d`'s month."""
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def months_between(later: date, earlier: date) -> int:
+    return (later.year - earlier.year) * 12 + later.month - earlier.month
+
+
+def parse_title_date(title: str) -> tuple[date, bool] | None:
+    """A header title naming a date: (date, True) for a day, (month end, False) for a month."""
+    text = title.strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date(), True
+        except ValueError:
+            continue
+    for fmt in _MONTH_FORMATS:
+        try:
+            return month_end(datetime.strptime(text, fmt).date()), False
+        except ValueError:
+            continue
+    return None
+
+
+def parse_number(text: Any) -> float | None:
+    """`1,234.50` or `(12.00)` (negative) as a number; anything else None."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str) or not _NUMBER.match(text.strip()):
+        return None
+    raw = text.strip().replace(",", "")
+    negative = raw.startswith("(") and raw.endswith(")")
+    value = float(raw.strip("()"))
+    return -value if negative else value
+
+
+# ---------------------------------------------------------------- the plan of calls
+
+
+@dataclass(frozen=True)
+class Call:
+    """One report request, and the months (first days) whose columns it is read for."""
+
+    report: str
+    basis: str
+    params: dict[str, str]
+    months: frozenset[date]
+    contact_id: str | None = None
+    # The period of columns whose titles name none (e.g. Debit, Opening Balance).
+    period: tuple[date, date] | None = None
+
+
+def months_to_read(
+    start: date | None, today: date, bookmark: date | None, closed_to_refresh: int
+) -> list[date]:
+    """First days of the months to read, oldest first.
+
+    First run: from `start` (default: a year back). Later runs: the months still open at
+    the last run (from its bookmark) and `closed_to_refresh` closed months before them,
+    never before `start`.
+    """
+    last = month_start(today)
+    first = month_start(start) if start is not None else add_months(last, -11)
+    if bookmark is not None:
+        reopen = add_months(month_start(min(bookmark, today)), -max(closed_to_refresh, 0))
+        first = max(first, reopen)
+    first = min(first, last)
+    return [add_months(first, n) for n in range(months_between(last, first) + 1)]
+
+
+def _basis_params(basis: str) -> dict[str, str]:
+    return {"paymentsOnly": "true"} if basis == CASH else {}
+
+
+def profit_and_loss_calls(months: list[date], bases: tuple[str, ...]) -> list[Call]:
+    """Monthly P&L: up to 13 months a call (a month and 12 earlier `periods`).
+
+    Xero shifts the earlier periods by calendar months from `toDate`, keeping its day:
+    a call anchored on a 31-day month keeps every earlier period a whole month (an
+    anchor on 30 November would end October on the 30th). The anchor is therefore the
+    latest month wanted, or the month after it when that one is shorter.
+    """
+    calls = []
+    remaining = sorted(months, reverse=True)
+    while remaining:
+        latest = remaining[0]
+        anchor = latest if month_end(latest).day == 31 else add_months(latest, 1)
+        covered = {add_months(anchor, -k) for k in range(MAX_PERIODS + 1)}
+        take = [m for m in remaining if m in covered]
+        periods = months_between(anchor, min(take))
+        params = {
+            "fromDate": anchor.isoformat(),
+            "toDate": month_end(anchor).isoformat(),
+            "timeframe": "MONTH",
+        }
+        if periods:
+            params["periods"] = str(periods)
+        for basis in bases:
+            calls.append(
+                Call("ProfitAndLoss", basis, {**params, **_basis_params(basis)}, frozenset(take))
+            )
+        remaining = [m for m in remaining if m not in covered]
+    return calls
+
+
+def balance_sheet_calls(months: list[date], bases: tuple[str, ...]) -> list[Call]:
+    """Month-end balance sheets: up to 13 month ends a call."""
+    calls = []
+    remaining = sorted(months, reverse=True)
+    while remaining:
+        take = remaining[: MAX_PERIODS + 1]
+        params = {"date": month_end(take[0]).isoformat(), "timeframe": "MONTH"}
+        if len(take) > 1:
+            params["periods"] = str(months_between(take[0], take[-1]))
+        for basis in bases:
+            calls.append(
+                Call("BalanceSheet", basis, {**params, **_basis_params(basis)}, frozenset(take))
+            )
+        remaining = remaining[len(take) :]
+    return calls
+
+
+def monthly_calls(
+    report: str, months: list[date], bases: tuple[str, ...], *, span: bool
+) -> list[Call]:
+    """One call a month (reports without `periods`): `fromDate`/`toDate` or `date`."""
+    calls = []
+    for month in sorted(months, reverse=True):
+        end = month_end(month)
+        params = (
+            {"fromDate": month.isoformat(), "toDate": end.isoformat()}
+            if span
+            else {"date": end.isoformat()}
+        )
+        period = (end, end) if report in AS_AT else (month, end)
+        for basis in bases:
+            calls.append(
+                Call(
+                    report,
+                    basis,
+                    {**params, **_basis_params(basis)},
+                    frozenset({month}),
+                    period=period,
+                )
+            )
+    return calls
+
+
+def budget_summary_calls(months: list[date], ahead: int = 12) -> list[Call]:
+    """Budgets look ahead: the months read and `ahead` more, 12 monthly columns a call."""
+    if not months:
+        return []
+    first = min(months)
+    wanted = [add_months(first, n) for n in range(months_between(max(months), first) + ahead)]
+    calls = []
+    for i in range(0, len(wanted), MAX_PERIODS):
+        take = wanted[i : i + MAX_PERIODS]
+        params = {"date": take[0].isoformat(), "periods": str(len(take)), "timeframe": "MONTH"}
+        calls.append(Call("BudgetSummary", ACCRUAL, params, frozenset(take)))
+    return calls
+
+
+# ---------------------------------------------------------------- flattening
+
+
+@dataclass
+class Accounts:
+    """AccountID -> (Code, Name), for the code a report's account cell does not carry."""
+
+    by_id: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]]) -> Accounts:
+        return cls({str(a["AccountID"]): (a.get("Code"), a.get("Name")) for a in records})
+
+
+def _account_of(cells: list[dict[str, Any]]) -> str | None:
+    for cell in cells:
+        for attribute in cell.get("Attributes") or []:
+            if str(attribute.get("Id", "")).lower() == "account" and attribute.get("Value"):
+                return str(attribute["Value"])
+    return None
+
+
+def _column_period(title: str, call: Call) -> tuple[date, date] | None:
+    """The period a column holds, or None when the call does not want its month."""
+    named = parse_title_date(title)
+    if named is None:
+        if call.period is None:
+            return None
+        start, end = call.period
+        return (start, end) if month_start(end) in call.months else None
+    end, is_day = named
+    if month_start(end) not in call.months:
+        return None
+    if call.report in AS_AT:
+        return end, end  # a position at a date
+    if not is_day and end != month_end(end):
+        return None
+    return month_start(end), end
+
+
+def _walk(rows: list[dict[str, Any]], section: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for row in rows:
+        if row.get("RowType") == "Section":
+            yield from _walk(row.get("Rows") or [], str(row.get("Title") or ""))
+        else:
+            yield section, row
+
+
+def row_key(*parts: Any) -> str:
+    """A short, stable single-column key (Power BI relationships join one column)."""
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - an identifier, not a secret
+
+
+def flatten(
+    body: dict[str, Any],
+    call: Call,
+    accounts: Accounts,
+    tenant_id: str,
+    on_unknown_column: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Tidy rows of one report answer (`{"Reports": [report]}` or the report itself)."""
+    reports = body.get("Reports")
+    report = reports[0] if isinstance(reports, list) and reports else body
+    rows = report.get("Rows") or []
+    titles: list[str] = []
+    for row in rows:
+        if row.get("RowType") == "Header":
+            titles = [str(c.get("Value") or "") for c in row.get("Cells") or []]
+            break
+    periods: dict[int, tuple[date, date] | None] = {}
+    for index, title in enumerate(titles):
+        if index:
+            periods[index] = _column_period(title, call)
+    seen: dict[tuple[str, str], int] = {}
+    for section, row in _walk([r for r in rows if r.get("RowType") != "Header"], ""):
+        cells = row.get("Cells") or []
+        if not cells:
+            continue
+        label = str(cells[0].get("Value") or "")
+        account_id = _account_of(cells)
+        code, name = accounts.by_id.get(account_id, (None, None)) if account_id else (None, None)
+        if account_id and name is None:
+            name = label
+        identity = account_id or label
+        number = seen.get((section, identity), 0)
+        seen[(section, identity)] = number + 1
+        for index, cell in enumerate(cells[1:], start=1):
+            if index >= len(titles):
+                if on_unknown_column is not None:
+                    on_unknown_column(f"{call.report}: cell {index} has no header")
+                continue
+            period = periods.get(index)
+            if period is None:
+                continue
+            raw = cell.get("Value")
+            yield {
+                "row_key": row_key(
+                    tenant_id,
+                    call.report,
+                    call.basis,
+                    call.contact_id,
+                    period[0],
+                    period[1],
+                    section,
+                    identity,
+                    number,
+                    titles[index],
+                ),
+                "tenant_id": tenant_id,
+                "report": call.report,
+                "basis": call.basis,
+                "period_start": period[0].isoformat(),
+                "period_end": period[1].isoformat(),
+                "contact_id": call.contact_id,
+                "section": section,
+                "row_type": row.get("RowType"),
+                "row_title": label,
+                "row_number": number,
+                "account_id": account_id,
+                "account_code": code,
+                "account_name": name,
+                "column": titles[index],
+                "value": parse_number(raw),
+                "value_text": None if raw is None else str(raw),
+            }

@@ -213,6 +213,41 @@ def _is_object_array(schema: dict[str, Any]) -> bool:
     return kind == "object"
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How deep the mapping goes: nested objects flattened, arrays made child tables."""
+
+    object_depth: int = 1  # levels of nested objects flattened into columns; deeper: JSON
+    child_table_depth: int = 1  # levels of child tables; arrays of objects deeper: JSON
+    # when set, only these arrays ("<stream>.<field>", "<stream>.<field>.<field>") become
+    # child tables; every other array is a JSON string column
+    child_tables: frozenset[str] | None = None
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace local ``$ref``s (``#/$defs/X``, ``#/definitions/X``); a cycle becomes ``{}``."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def walk(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(n, stack) for n in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            name = ref.rsplit("/", 1)[-1]
+            if name in stack or name not in defs or len(stack) > MAX_DEPTH:
+                return {}
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return walk({**defs[name], **rest}, (*stack, name))
+        return {k: walk(v, stack) for k, v in node.items() if k not in ("$defs", "definitions")}
+
+    if not defs and "$ref" not in json.dumps(schema):
+        return schema
+    inlined: dict[str, Any] = walk(schema, ())
+    return inlined
+
+
 def map_stream(
     stream: str,
     schema: dict[str, Any],
@@ -220,6 +255,7 @@ def map_stream(
     used_table_names: set[str],
     *,
     type_overrides: dict[str, dict[str, str]] | None = None,
+    shape: Shape | None = None,
     logger: logging.Logger | None = None,
 ) -> TableMap:
     """Build the root table (and its child tables) of a stream.
@@ -231,7 +267,16 @@ def map_stream(
     overrides = type_overrides or {}
     name = unique_name(stream, used_table_names, table=True)
     root = _build_table(
-        name, stream, (), schema, list(key_properties or []), None, used_table_names, log
+        name,
+        stream,
+        (),
+        inline_refs(schema),
+        list(key_properties or []),
+        None,
+        used_table_names,
+        log,
+        shape or Shape(),
+        0,
     )
     for table in root.walk():
         for col in table.columns:
@@ -254,6 +299,8 @@ def _build_table(
     parent: TableMap | None,
     used_tables: set[str],
     log: logging.Logger,
+    shape: Shape,
+    level: int,
 ) -> TableMap:
     table = TableMap(name=name, stream=stream, path=path, columns=[], key_properties=key_properties)
     table.parent = parent
@@ -269,7 +316,23 @@ def _build_table(
         leading.append(Column(unique_name(INDEX_COLUMN, used), "Int64", ("\x00index",)))
     columns: list[Column] = []
     arrays: list[tuple[tuple[str, ...], dict[str, Any]]] = []
-    _collect(schema.get("properties", {}), (), columns, arrays, used, 0)
+    _collect(
+        schema.get("properties", {}),
+        (),
+        columns,
+        arrays if level < shape.child_table_depth else None,
+        used,
+        0,
+        shape.object_depth,
+    )
+    if shape.child_tables is not None:
+        prefix = ".".join((stream, *[p for t in _lineage(parent) for p in t.path]))
+        for apath, _ in [
+            a for a in arrays if f"{prefix}.{'.'.join(a[0])}" not in shape.child_tables
+        ]:
+            arrays.remove((apath, _))
+            label = SEPARATOR.join(apath)
+            columns.append(Column(unique_name(label, used), "String", apath, json=True))
     single_key = parent is None and len(key_properties) == 1
     if arrays and not single_key:
         # children need one column to refer to: the row's key (composite, hash or position)
@@ -279,6 +342,8 @@ def _build_table(
     keyed = [c for c in columns if c.path and c.path[0] in key_properties and len(c.path) == 1]
     others = [c for c in columns if c not in keyed]
     keyed.sort(key=lambda c: key_properties.index(c.path[0]))
+    # the record's own fields before those of nested objects, so a cut at 75 keeps them
+    others.sort(key=lambda c: len(c.path))
     ordered = leading + keyed + others
     if len(ordered) > MAX_COLUMNS:
         keep = ordered[: MAX_COLUMNS - 1]
@@ -302,26 +367,38 @@ def _build_table(
         child_name = unique_name(name + SEPARATOR + SEPARATOR.join(apath), used_tables, table=True)
         items = aschema["items"]
         _, item_schema = resolve(items)
-        child = _build_table(child_name, stream, apath, item_schema, [], table, used_tables, log)
+        child = _build_table(
+            child_name, stream, apath, item_schema, [], table, used_tables, log, shape, level + 1
+        )
         table.children.append(child)
     return table
+
+
+def _lineage(table: TableMap | None) -> list[TableMap]:
+    """The ancestors of a table, root first, ending with ``table``."""
+    chain: list[TableMap] = []
+    while table is not None:
+        chain.insert(0, table)
+        table = table.parent
+    return chain
 
 
 def _collect(
     properties: dict[str, Any],
     prefix: tuple[str, ...],
     columns: list[Column],
-    arrays: list[tuple[tuple[str, ...], dict[str, Any]]],
+    arrays: list[tuple[tuple[str, ...], dict[str, Any]]] | None,
     used: set[str],
     depth: int,
+    max_depth: int,
 ) -> None:
     for prop, sub in properties.items():
         path = (*prefix, prop)
         kind, resolved = resolve(sub if isinstance(sub, dict) else {})
         label = SEPARATOR.join(path)
-        if kind == "object" and depth < MAX_DEPTH:
-            _collect(resolved["properties"], path, columns, arrays, used, depth + 1)
-        elif kind == "array" and _is_object_array(resolved) and depth < MAX_DEPTH:
+        if kind == "object" and depth < min(max_depth, MAX_DEPTH):
+            _collect(resolved["properties"], path, columns, arrays, used, depth + 1, max_depth)
+        elif kind == "array" and arrays is not None and depth == 0 and _is_object_array(resolved):
             arrays.append((path, resolved))
         elif kind in ("object", "array", "json"):
             columns.append(Column(unique_name(label, used), "String", path, json=True))

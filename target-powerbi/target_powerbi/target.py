@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from target_powerbi.dataset import DatasetSync, checkpoint
 from target_powerbi.limits import MAX_PENDING, MAX_ROWS_PER_POST
-from target_powerbi.mapping import TableMap, ValuePolicy, map_stream
+from target_powerbi.mapping import Shape, TableMap, ValuePolicy, map_stream
 from target_powerbi.model import Model, load_model
 from target_powerbi.sinks import PowerBISink
 from target_powerbi.store import Store
@@ -161,6 +161,35 @@ class TargetPowerBI(Target):
             description="YAML file of relationships, DAX measures and column types.",
         ),
         th.Property(
+            "object_depth",
+            th.IntegerType(minimum=0, maximum=10),
+            default=1,
+            title="Object depth",
+            description=(
+                "Levels of nested objects flattened into parent__child columns; deeper objects "
+                "become JSON text."
+            ),
+        ),
+        th.Property(
+            "child_table_depth",
+            th.IntegerType(minimum=0, maximum=10),
+            default=1,
+            title="Child table depth",
+            description=(
+                "Levels of arrays of objects that become child tables keyed to their parent "
+                "(0: none); deeper arrays become JSON text."
+            ),
+        ),
+        th.Property(
+            "child_tables",
+            th.ArrayType(th.StringType),
+            title="Child tables",
+            description=(
+                "Only these arrays become child tables, as <stream>.<field> (e.g. "
+                "Invoices.LineItems); every other array becomes JSON text."
+            ),
+        ),
+        th.Property(
             "rebuild_dataset_on_new_tables",
             th.BooleanType,
             default=False,
@@ -222,6 +251,12 @@ class TargetPowerBI(Target):
         self._stream_tables: dict[str, list[str]] = {}
         self.activations: dict[tuple[str, int], int] = {}
         self._ending = False
+        allow = self.config.get("child_tables")
+        self.shape = Shape(
+            object_depth=int(self.config.get("object_depth", 1)),
+            child_table_depth=int(self.config.get("child_table_depth", 1)),
+            child_tables=frozenset(allow) if allow is not None else None,
+        )
 
     # ------------------------------------------------------------------ resources
 
@@ -279,6 +314,7 @@ class TargetPowerBI(Target):
             key_properties,
             used,
             type_overrides=self.model.column_types,
+            shape=self.shape,
             logger=self.logger,
         )
         self._stream_tables[stream] = [t.name for t in root.walk()]

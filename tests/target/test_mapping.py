@@ -11,6 +11,7 @@ from target_powerbi.mapping import (
     INT64_MAX,
     MAX_COLUMNS,
     InvalidValueError,
+    Shape,
     ValuePolicy,
     build_rows,
     map_stream,
@@ -63,8 +64,11 @@ def columns(table):
     return {c["name"]: c["dataType"] for c in table.to_powerbi()["columns"]}
 
 
+DEEP = Shape(object_depth=2, child_table_depth=2)
+
+
 def test_types_nullable_anyof_and_flattening():
-    root = map_stream("Invoices", INVOICE, ["InvoiceID"], set())
+    root = map_stream("Invoices", INVOICE, ["InvoiceID"], set(), shape=DEEP)
     assert columns(root) == {
         "InvoiceID": "String",
         "Number": "Int64",
@@ -85,7 +89,7 @@ def test_types_nullable_anyof_and_flattening():
 
 
 def test_arrays_of_objects_become_child_tables_keyed_to_the_parent():
-    root = map_stream("Invoices", INVOICE, ["InvoiceID"], set())
+    root = map_stream("Invoices", INVOICE, ["InvoiceID"], set(), shape=DEEP)
     names = [t.name for t in root.walk()]
     assert names == ["Invoices", "Invoices__Lines", "Invoices__Lines__Tracking"]
     lines = root.children[0]
@@ -287,3 +291,38 @@ def test_composite_keys_give_the_parent_a_key_column_children_relate_to():
     key = record_key(root, record, by_content=False)
     parent, line = build_rows(root, record, key, ValuePolicy())
     assert parent.data["_key"] == key == line.data["_parent_key"] == '["t1","i1"]'
+
+
+def test_default_shape_one_level_of_objects_and_of_child_tables():
+    root = map_stream("Invoices", INVOICE, ["InvoiceID"], set())
+    assert [t.name for t in root.walk()] == ["Invoices", "Invoices__Lines"]
+    cols = columns(root)
+    assert cols["Contact__ContactID"] == "String"
+    assert cols["Contact__Address"] == "String"  # the second level is JSON text
+    assert "Contact__Address__City" not in cols
+    # the record's own fields come before those of nested objects
+    names = [c.name for c in root.columns]
+    assert names.index("Tags") < names.index("Contact__ContactID")
+    assert columns(root.children[0])["Tracking"] == "String"  # deeper arrays: JSON
+
+
+def test_child_tables_allow_list_and_refs():
+    schema = {
+        "$defs": {
+            "Line": {"type": "object", "properties": {"Sku": {"type": "string"}}},
+            "Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}},
+        },
+        "properties": {
+            "id": {"type": "string"},
+            "Lines": {"type": "array", "items": {"$ref": "#/$defs/Line"}},
+            "Notes": {"type": "array", "items": {"$ref": "#/$defs/Line"}},
+            "Loop": {"$ref": "#/$defs/Node"},
+        },
+    }
+    only_lines = Shape(child_tables=frozenset({"Docs.Lines"}))
+    root = map_stream("Docs", schema, ["id"], set(), shape=only_lines)
+    assert [t.name for t in root.walk()] == ["Docs", "Docs__Lines"]
+    cols = columns(root)
+    assert cols["Notes"] == "String"  # not on the list: JSON text
+    assert cols["Loop__next"] == "String"  # a cycle ends as JSON text
+    assert columns(root.children[0]) == {"id": "String", "_index": "Int64", "Sku": "String"}

@@ -333,7 +333,11 @@ def _build_table(
             arrays.remove((apath, _))
             label = SEPARATOR.join(apath)
             columns.append(Column(unique_name(label, used), "String", apath, json=True))
-    single_key = parent is None and len(key_properties) == 1
+    single_key = (
+        parent is None
+        and len(key_properties) == 1
+        and any(c.path == (key_properties[0],) for c in columns)
+    )
     if arrays and not single_key:
         # children need one column to refer to: the row's key (composite, hash or position)
         table.key_column = unique_name(KEY_COLUMN, used)

@@ -326,3 +326,17 @@ def test_child_tables_allow_list_and_refs():
     assert cols["Notes"] == "String"  # not on the list: JSON text
     assert cols["Loop__next"] == "String"  # a cycle ends as JSON text
     assert columns(root.children[0]) == {"id": "String", "_index": "Int64", "Sku": "String"}
+
+
+def test_a_key_property_missing_from_the_schema_still_gives_children_a_parent_column():
+    schema = {
+        "properties": {
+            "Lines": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"a": {"type": "string"}}},
+            }
+        }
+    }
+    root = map_stream("odd", schema, ["id"], set())
+    assert root.key_column == "_key"
+    assert columns(root.children[0])["_parent_key"] == "String"

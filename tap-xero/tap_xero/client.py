@@ -301,14 +301,16 @@ class XeroStream(RESTStream[Any]):
         except DailyBudgetExhaustedError:
             self._interrupted = True
             limiter = self._limiter(context)
-            self.logger.warning(
-                "Daily call budget reached for organisation %s (%d calls today, budget %d): "
-                "stopping %s here; bookmarks are saved and the next run carries on.",
-                (context or {}).get(TENANT_KEY),
-                limiter.used_today,
-                limiter.settings.daily_call_budget,
-                self.name,
-            )
+            tenant = (context or {}).get(TENANT_KEY)
+            if limiter.announce_stop():
+                self.logger.warning(
+                    "Daily call budget reached for organisation %s (%d calls today, budget %d): "
+                    "stopping its streams here; bookmarks are saved and the next run carries on.",
+                    tenant,
+                    limiter.used_today,
+                    limiter.settings.daily_call_budget,
+                )
+            self.logger.info("Stopped %s for organisation %s: budget spent", self.name, tenant)
             if not self.is_sorted:
                 # Records arrived in no order: the highest value seen is not a safe
                 # bookmark for a partial read. Keep the previous one.

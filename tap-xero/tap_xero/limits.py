@@ -76,6 +76,14 @@ class OrgLimiter:
         self.day_remaining: int | None = None
         self.throttled = 0  # 429s received
         self.exhausted = False
+        self._announced = False
+
+    def announce_stop(self) -> bool:
+        """True the first time only: say once per organisation that its day is over."""
+        with self._lock:
+            first = not self._announced
+            self._announced = True
+            return first
 
     @property
     def used_today(self) -> int:

@@ -6,6 +6,8 @@ One `OrgLimiter` per organisation, shared by every stream of the run (through
 - at most `calls_per_minute` calls in any `window_seconds` (counted on the client), and
   none while `X-MinLimit-Remaining` says the server's fixed window is spent;
 - at most `max_in_flight` calls at once;
+- none, for any organisation, while `X-AppMinLimit-Remaining` says the app's minute
+  across all organisations is spent;
 - at most `daily_call_budget` calls a day, read from `X-DayLimit-Remaining` so that
   earlier runs of the same day count too. Past the budget it raises
   `DailyBudgetExhaustedError`, which the streams turn into a clean stop.
@@ -47,6 +49,42 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
+class AppGate:
+    """Xero's app-wide minute (10,000 calls across every organisation), from its header.
+
+    Shared by every organisation's limiter: when `X-AppMinLimit-Remaining` reaches 0,
+    no organisation calls until that window has certainly ended.
+    """
+
+    def __init__(self, window_seconds: float, clock: Callable[[], float]) -> None:
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._window_start: float | None = None
+
+    def wait_time(self, now: float) -> float:
+        with self._lock:
+            if self._remaining is None or self._remaining > 0:
+                return 0.0
+            start = self._window_start if self._window_start is not None else now
+            return start + self.window_seconds - now
+
+    def sent(self) -> None:
+        with self._lock:
+            if self._remaining is not None:
+                self._remaining -= 1
+
+    def observe(self, remaining: int) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._window_start is None or (
+                self._remaining is not None and remaining > self._remaining
+            ):
+                self._window_start = now  # the window began before this answer
+            self._remaining = remaining
+
+
 class OrgLimiter:
     """Paces one organisation's calls; thread-safe.
 
@@ -61,10 +99,12 @@ class OrgLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        app: AppGate | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self._sleep = sleep
+        self._app = app or AppGate(settings.window_seconds, clock)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         self._done: deque[float] = deque()  # answer times within the last window
@@ -95,7 +135,7 @@ class OrgLimiter:
         window = self.settings.window_seconds
         while self._done and self._done[0] <= now - window:
             self._done.popleft()
-        wait = self._blocked_until - now
+        wait = max(self._blocked_until - now, self._app.wait_time(now))
         if len(self._done) + self._pending >= self.settings.calls_per_minute:
             # Full: the oldest answered call leaves the window first (or one in flight ends).
             wait = max(wait, self._done[0] + window - now if self._done else 0.01)
@@ -115,6 +155,7 @@ class OrgLimiter:
                 if wait <= 0:
                     self._pending += 1
                     self.calls += 1
+                    self._app.sent()
                     if self._min_remaining is not None:
                         self._min_remaining -= 1
                     return
@@ -142,6 +183,9 @@ class OrgLimiter:
         """Learn the server's view from the `X-...-Remaining` headers of an answer."""
         minute = _int_header(headers, "X-MinLimit-Remaining")
         day = _int_header(headers, "X-DayLimit-Remaining")
+        app = _int_header(headers, "X-AppMinLimit-Remaining")
+        if app is not None:
+            self._app.observe(app)
         with self._lock:
             if minute is not None:
                 if self._min_remaining is not None and minute > self._min_remaining:
@@ -169,13 +213,14 @@ class RateLimiters:
 
     def __init__(self, settings: LimitSettings) -> None:
         self.settings = settings
+        self.app = AppGate(settings.window_seconds, time.monotonic)
         self._by_tenant: dict[str, OrgLimiter] = {}
         self._lock = threading.Lock()
 
     def for_tenant(self, tenant_id: str) -> OrgLimiter:
         with self._lock:
             if tenant_id not in self._by_tenant:
-                self._by_tenant[tenant_id] = OrgLimiter(self.settings)
+                self._by_tenant[tenant_id] = OrgLimiter(self.settings, app=self.app)
             return self._by_tenant[tenant_id]
 
     def items(self) -> list[tuple[str, OrgLimiter]]:

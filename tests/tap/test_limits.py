@@ -6,7 +6,13 @@ import threading
 import time
 
 import pytest
-from tap_xero.limits import DailyBudgetExhaustedError, LimitSettings, OrgLimiter, RateLimiters
+from tap_xero.limits import (
+    AppGate,
+    DailyBudgetExhaustedError,
+    LimitSettings,
+    OrgLimiter,
+    RateLimiters,
+)
 
 
 class FakeClock:
@@ -147,3 +153,20 @@ def test_one_limiter_per_organisation():
     limiters = RateLimiters(LimitSettings())
     assert limiters.for_tenant("a") is limiters.for_tenant("a")
     assert limiters.for_tenant("a") is not limiters.for_tenant("b")
+
+
+def test_the_app_wide_minute_holds_every_organisation():
+    clock = FakeClock()
+    settings = LimitSettings(window_seconds=60.0)
+    app = AppGate(60.0, clock)
+    a = OrgLimiter(settings, clock=clock, sleep=clock.sleep, app=app)
+    b = OrgLimiter(settings, clock=clock, sleep=clock.sleep, app=app)
+    call(a, {"X-AppMinLimit-Remaining": "1"})  # the app's window began by 1000
+    clock.now += 5
+    call(a, {"X-AppMinLimit-Remaining": "0"})
+    assert call(b) == pytest.approx(1060.0)  # another organisation waits for the app window
+
+
+def test_registry_shares_one_app_gate():
+    limiters = RateLimiters(LimitSettings())
+    assert limiters.for_tenant("a")._app is limiters.for_tenant("b")._app is limiters.app

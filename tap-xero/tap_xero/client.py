@@ -81,7 +81,6 @@ class XeroStream(RESTStream[Any]):
         self.STATE_MSG_FREQUENCY = page_size if self.paging == "page_size" else FIXED_PAGE_SIZE
         self._page_last: dict[str, Any] | None = None
         self._page_buffer: list[dict[str, Any]] = []
-        self._interrupted = False
 
     # -- endpoint --------------------------------------------------------------------
 
@@ -299,12 +298,10 @@ class XeroStream(RESTStream[Any]):
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        self._interrupted = False
         self._partition = context
         try:
             yield from super().request_records(context)
         except DailyBudgetExhaustedError:
-            self._interrupted = True
             limiter = self._limiter(context)
             tenant = (context or {}).get(TENANT_KEY)
             if limiter.announce_stop():

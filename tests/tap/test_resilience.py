@@ -215,3 +215,12 @@ def test_a_budget_stop_in_an_unordered_stream_keeps_the_old_bookmark(sbx, tmp_pa
     )
     partitions = run.states[-1]["bookmarks"]["manual_journals"].get("partitions", [])
     assert not any(p.get("replication_key_value") for p in partitions)
+
+
+def test_a_429_storm_is_waited_out_a_bounded_number_of_times(sbx, tmp_path):
+    config = tap_config(sbx, tmp_path, max_retries=1)
+    control(sbx, "faults", {"storm_429": 5})
+    run = run_tap(tmp_path, config, selected={"invoices"})
+    assert run.returncode != 0
+    assert "kept answering 429 (minute limit)" in run.stderr
+    assert control(sbx, "stats")["rate_limited"] == {"minute": 2}  # one try, one retry

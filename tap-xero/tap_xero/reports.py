@@ -307,6 +307,8 @@ def flatten(
     for index, title in enumerate(titles):
         if index:
             periods[index] = _column_period(title, call)
+            if call.period is None and parse_title_date(title) is None and on_unknown_column:
+                on_unknown_column(f"{call.report}: column {title!r} names no period; skipped")
     seen: dict[tuple[str, str], int] = {}
     for section, row in _walk([r for r in rows if r.get("RowType") != "Header"], ""):
         cells = row.get("Cells") or []

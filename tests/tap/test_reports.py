@@ -357,3 +357,20 @@ def test_calls_are_few_and_later_runs_reread_only_recent_months(report_run):
         report_run["stats"], tenant, "Reports/ProfitAndLoss"
     )
     assert extra == 2  # one call per basis
+
+
+def test_flatten_reports_a_column_it_cannot_place_instead_of_guessing():
+    body = {
+        "Rows": [
+            {"RowType": "Header", "Cells": [_cell(""), _cell("Mystery")]},
+            {
+                "RowType": "Section",
+                "Title": "",
+                "Rows": [{"RowType": "Row", "Cells": [_cell("Net Profit"), _cell("5.00")]}],
+            },
+        ]
+    }
+    call = Call("ProfitAndLoss", "accrual", {}, frozenset({date(2026, 10, 1)}))
+    warnings: list[str] = []
+    assert list(flatten(body, call, Accounts(), "T1", warnings.append)) == []
+    assert warnings == ["ProfitAndLoss: column 'Mystery' names no period; skipped"]

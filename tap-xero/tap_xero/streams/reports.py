@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
+from weakref import WeakKeyDictionary
 
 import requests
 from singer_sdk.pagination import BaseAPIPaginator
@@ -80,8 +81,8 @@ class ReportStream(XeroStream):
     report: ClassVar[str]
     bases: ClassVar[tuple[str, ...]] = (ACCRUAL, CASH)
 
-    # Lookups shared by the report streams of one run: (tap, tenant) -> accounts.
-    _accounts_cache: ClassVar[dict[tuple[int, str], Accounts]] = {}
+    # Lookups shared by the report streams of one run: tap -> tenant -> accounts.
+    _accounts_cache: ClassVar[WeakKeyDictionary[TapXero, dict[str, Accounts]]] = WeakKeyDictionary()
 
     @override
     def __init__(self, tap: TapXero) -> None:
@@ -152,11 +153,11 @@ class ReportStream(XeroStream):
     def accounts(self, context: Context | None) -> Accounts:
         """The chart of accounts of the organisation, read once a run for all reports."""
         tenant = str((context or {}).get(TENANT_KEY, ""))
-        key = (id(self.xero_tap), tenant)
-        if key not in self._accounts_cache:
+        cache = self._accounts_cache.setdefault(self.xero_tap, {})
+        if tenant not in cache:
             body = self.get_json(context, "/Accounts", {})
-            self._accounts_cache[key] = Accounts.from_records(body.get("Accounts") or [])
-        return self._accounts_cache[key]
+            cache[tenant] = Accounts.from_records(body.get("Accounts") or [])
+        return cache[tenant]
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:

@@ -216,8 +216,9 @@ class DatasetSync:
         if len(tables) > MAX_TABLES:
             msg = (
                 f"The run carries {len(tables)} tables, over Power BI's {MAX_TABLES} a dataset: "
-                "split the streams over two datasets (two target-powerbi loaders with "
-                "different dataset_name) or deselect streams."
+                "make fewer child tables (child_table_depth: 0, or list the ones you need in "
+                "child_tables), deselect streams, or split the streams over two datasets (two "
+                "target-powerbi loaders with different dataset_name)."
             )
             raise DatasetLayoutError(msg, code="TooManyTables")
         bodies = [self._table_body(t, merge=None) for t in tables]

@@ -12,6 +12,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabiliti
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from target_powerbi.client import PowerBIClient
 from target_powerbi.dataset import DatasetSync, checkpoint
 from target_powerbi.limits import MAX_PENDING, MAX_ROWS_PER_POST
 from target_powerbi.mapping import Shape, TableMap, ValuePolicy, map_stream
@@ -245,7 +246,7 @@ class TargetPowerBI(Target):
         self.message_version: int | None = None
         self._store: Store | None = None
         self._sync: DatasetSync | None = None
-        self._client: Any = None
+        self._client: PowerBIClient | None = None
         self.model: Model = load_model(self.config.get("model_file"))
         self.policy = ValuePolicy(str(self.config.get("on_invalid_value") or "warn"), self.logger)
         self._stream_tables: dict[str, list[str]] = {}
@@ -282,8 +283,6 @@ class TargetPowerBI(Target):
     def dataset_sync(self) -> DatasetSync:
         """The Power BI client and the dataset sync, created on first push."""
         if self._sync is None:
-            from target_powerbi.client import PowerBIClient
-
             self._client = PowerBIClient(self.config, self.logger)
             self._sync = DatasetSync(
                 self._client,
@@ -366,9 +365,10 @@ class TargetPowerBI(Target):
             return
         sync = self.dataset_sync
         sync.sync()
-        uncertain = getattr(self._client, "uncertain_tables", None)
-        if uncertain is not None and sync.dataset_id:
-            doubtful = sorted(t for d, t in uncertain() if d == sync.dataset_id)
+        if self._client is not None and sync.dataset_id:
+            # a POST retried after a 5xx, timeout or dropped connection may have landed twice
+            uncertain = self._client.uncertain_tables()
+            doubtful = sorted(t for d, t in uncertain if d == sync.dataset_id)
             if doubtful:
                 self.logger.warning(
                     "A retried POST may have landed twice in %s; reloading them", doubtful

@@ -48,7 +48,7 @@ test: setup
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(ARGS)
 
 bench: setup
 	$(BIN)/pytest benchmarks/bench_*.py -p no:cacheprovider -s

@@ -1,8 +1,335 @@
-"""`make demo`: the end-to-end pipeline on the sandboxes (built by issue 7)."""
+"""`make demo`: Xero to Power BI through `meltano run`, on the two local sandboxes.
+
+Starts `sandbox up`, points the `sandbox` Meltano environment at it, runs the job
+`xero-to-powerbi` from scratch, prints what landed, moves the Xero sandbox through a
+day of business, runs the job again (incrementally) and prints what changed, then
+stops the sandboxes - also on Ctrl-C or failure. Exit status 0 only if all went well.
+
+The sandboxes pick free ports and make their credentials at start, so their settings
+reach the plugins the standard Meltano way: as TAP_XERO_* and TARGET_POWERBI_*
+environment variables made from the ready line (`sandbox_env`), which win over
+`meltano.yml`. Everything the `sandbox` environment writes (token store, target store,
+audit log) lives under `.meltano/sandbox/`, emptied first so every demo starts fresh.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
 
-sys.stderr.write("make demo: not built yet - the pipeline lands with issue 7.\n")
-sys.exit(1)
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+JOB = "xero-to-powerbi"
+ENVIRONMENT = "sandbox"
+TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and time_scale
+WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
+# A day of business in each organisation: what the second run has to pick up.
+DAY_OF_BUSINESS = (
+    "add_invoice",
+    "add_invoice",
+    "add_invoice",
+    "pay",
+    "part_pay",
+    "void",
+    "edit",
+    "add_credit_note",
+    "add_contact",
+    "archive_contact",
+    "delete_item",
+)
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why and where to look."""
+
+
+def sandbox_env(ready: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Meltano's environment variables for both plugins, from `sandbox up`'s ready line.
+
+    Each key of a sandbox's line is a setting of its plugin. The settings that follow
+    the time scale (the tap's rate-limit window, the target's clock) are in the
+    `sandbox` environment of meltano.yml, for TIME_SCALE.
+    """
+    env: dict[str, str] = {}
+    for prefix, config in (("TAP_XERO", ready["xero"]), ("TARGET_POWERBI", ready["powerbi"])):
+        for key, value in config.items():
+            text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            env[f"{prefix}_{key.upper()}"] = text
+    return env
+
+
+def api_calls(stats: Mapping[str, Any]) -> int:
+    """Accounting API calls in the Xero sandbox's stats (not tokens or /connections)."""
+    total = 0
+    for tenant, endpoints in stats["calls"].items():
+        if not tenant:
+            continue
+        for endpoint, methods in endpoints.items():
+            if endpoint != "connections":
+                total += sum(methods.values())
+    return total
+
+
+class SandboxProcess:
+    """`sandbox up` as a child process: its ready line, its control APIs, and its end."""
+
+    def __init__(self, *, seed: int, tenants: int, time_scale: float) -> None:
+        self.time_scale = time_scale
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "sandbox"),
+                "up",
+                f"--seed={seed}",
+                f"--tenants={tenants}",
+                f"--time-scale={time_scale:g}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.ready: dict[str, dict[str, Any]] = {}
+        self.http = requests.Session()
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify below
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Read the ready line, then wait until both sandboxes answer."""
+        assert self.process.stdout is not None
+        line = _read_line(self.process.stdout, timeout)
+        if not line:
+            err = self.process.stderr.read() if self.process.stderr else ""
+            raise DemoError(f"`sandbox up` did not start:\n{err[-2000:]}")
+        self.ready = json.loads(line)
+        self.http.verify = self.ready["powerbi"]["ca_bundle"]
+        deadline = time.monotonic() + timeout
+        for url in (self.xero_url + "/_sandbox/clock", self.powerbi_url + "/_sandbox/clock"):
+            while True:
+                try:
+                    self.http.get(url, timeout=5).raise_for_status()
+                    break
+                except requests.RequestException:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise DemoError(f"the sandbox at {url} does not answer") from None
+                    time.sleep(0.2)
+
+    @property
+    def xero_url(self) -> str:
+        return str(self.ready["xero"]["identity_url"])
+
+    @property
+    def powerbi_url(self) -> str:
+        return str(self.ready["powerbi"]["authority_url"])
+
+    def xero(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = f"{self.xero_url}/_sandbox/{path}"
+        response = self.http.request("POST" if body is not None else "GET", url, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def powerbi(self, path: str) -> Any:
+        response = self.http.get(f"{self.powerbi_url}/_sandbox/{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def table_rows(self) -> dict[str, int]:
+        """Row count of every table of every dataset, as the viewer shows them."""
+        counts: dict[str, int] = {}
+        for dataset in self.powerbi("datasets")["datasets"]:
+            for table in dataset["tables"]:
+                counts[table["name"]] = int(table["rowCount"])
+        return counts
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    """One line from a pipe, or "" after `timeout` seconds."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return ""
+
+
+def run_job(
+    sandboxes: SandboxProcess, env: dict[str, str], label: str, *extra: str
+) -> tuple[float, Path]:
+    """`meltano run [extra] xero-to-powerbi`, with a progress line until it ends."""
+    log = WORKDIR / f"{label.replace(' ', '-')}.log"
+    calls_before = api_calls(sandboxes.xero("stats"))
+    rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
+    started = time.monotonic()
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [str(BIN / "meltano"), "run", *extra, JOB],
+            cwd=ROOT,
+            env=env,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+        )
+        shown = (-1, -1)
+        try:
+            while process.poll() is None:
+                time.sleep(1)
+                calls = api_calls(sandboxes.xero("stats")) - calls_before
+                rows = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
+                elapsed = time.monotonic() - started
+                if sys.stdout.isatty() or (calls, rows) != shown:
+                    _status(
+                        f"  {label}: {elapsed:5.1f} s, {calls} Xero API calls, {rows} rows pushed"
+                    )
+                    shown = (calls, rows)
+        except BaseException:
+            process.terminate()
+            process.wait()
+            raise
+    _status("")
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise DemoError(f"`meltano run {JOB}` failed (exit {process.returncode}); {log}:\n{tail}")
+    return time.monotonic() - started, log
+
+
+def _status(text: str) -> None:
+    """A progress line rewritten in place on a terminal, printed plainly elsewhere."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\r\033[K" + text)
+        sys.stdout.flush()
+    elif text:
+        print(text, flush=True)
+
+
+def print_tables(counts: dict[str, int], before: dict[str, int] | None = None) -> None:
+    width = max(len(name) for name in counts)
+    for name in sorted(counts):
+        line = f"    {name:<{width}}  {counts[name]:>7,}"
+        if before is not None:
+            delta = counts[name] - before.get(name, 0)
+            line += f"  ({delta:+,})" if delta else ""
+        print(line)
+
+
+def reloads(audit_log: Path, since_line: int) -> list[str]:
+    """Tables the target emptied and reloaded (a changed row) after a given audit line."""
+    if not audit_log.exists():
+        return []
+    names: set[str] = set()
+    for line in audit_log.read_text().splitlines()[since_line:]:
+        entry = json.loads(line)
+        if entry.get("operation") == "delete_rows" and entry.get("table"):
+            names.add(str(entry["table"]))
+    return sorted(names)
+
+
+def business_day(sandboxes: SandboxProcess) -> list[str]:
+    """A day passes in every organisation: the clock moves on, documents change."""
+    sandboxes.xero("clock", {"advance_seconds": 86_400})
+    done: list[str] = []
+    for tenant in sandboxes.ready["xero"]["tenant_ids"]:
+        for action in DAY_OF_BUSINESS:
+            result = sandboxes.xero("mutate", {"tenant_id": tenant, "action": action})
+            done.extend(f"{r['action']} {r['collection']}" for r in result["results"])
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seed", type=int, default=1, help="demo company seed")
+    parser.add_argument("--tenants", type=int, default=2, help="organisations in the Xero sandbox")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the sandboxes (and the viewer) up at the end until Enter or Ctrl-C",
+    )
+    args = parser.parse_args(argv)
+
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+    WORKDIR.mkdir(parents=True)
+    print(f"Starting the Xero and Power BI sandboxes (time x{TIME_SCALE:g}) ...", flush=True)
+    sandboxes = SandboxProcess(seed=args.seed, tenants=args.tenants, time_scale=TIME_SCALE)
+    try:
+        sandboxes.wait_ready()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
+        env.update(sandbox_env(sandboxes.ready))
+        env.update(MELTANO_ENVIRONMENT=ENVIRONMENT, MELTANO_SEND_ANONYMOUS_USAGE_STATS="false")
+        tenants = sandboxes.ready["xero"]["tenant_ids"]
+        print(f"  Xero:     {sandboxes.xero_url} ({len(tenants)} organisations)")
+        print(f"  Power BI: {sandboxes.powerbi_url}")
+
+        print(f"\n1. meltano run --full-refresh {JOB} (environment '{ENVIRONMENT}')", flush=True)
+        seconds, _ = run_job(sandboxes, env, "first run", "--full-refresh")
+        first_calls = api_calls(sandboxes.xero("stats"))
+        counts = sandboxes.table_rows()
+        print(
+            f"  done in {seconds:.1f} s: {len(counts)} tables, {sum(counts.values()):,} rows, "
+            f"{first_calls} Xero API calls"
+        )
+        print_tables(counts)
+
+        audit_log = WORKDIR / "powerbi-audit.jsonl"
+        audit_lines = len(audit_log.read_text().splitlines()) if audit_log.exists() else 0
+        print("\n2. A day of business in every organisation:", flush=True)
+        done = business_day(sandboxes)
+        kinds = sorted(set(done))
+        print("  " + ", ".join(f"{done.count(k)} x {k}" for k in kinds))
+
+        print(f"\n3. meltano run {JOB} (incremental: from the saved state)", flush=True)
+        rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
+        seconds, _ = run_job(sandboxes, env, "second run")
+        calls = api_calls(sandboxes.xero("stats")) - first_calls
+        pushed = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
+        after = sandboxes.table_rows()
+        print(
+            f"  done in {seconds:.1f} s: {calls} Xero API calls "
+            f"({calls / max(first_calls, 1):.0%} of the first run), {pushed:,} rows pushed"
+        )
+        changed = {name: n for name, n in after.items() if n != counts.get(name)}
+        print("  tables whose row count changed:" if changed else "  no row count changed")
+        if changed:
+            print_tables(changed, counts)
+        reloaded = reloads(audit_log, audit_lines)
+        if reloaded:
+            print("  reloaded for changed or removed rows: " + ", ".join(reloaded))
+
+        print(f"\nThe tables in the Power BI sandbox's viewer: {sandboxes.powerbi_url}/")
+        print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
+        if args.keep:
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
+                input("The sandboxes stay up: press Enter (or Ctrl-C) to stop them. ")
+        else:
+            print("(the viewer lives while the sandboxes do: `make demo ARGS=--keep` keeps them)")
+        return 0
+    except DemoError as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        print("Stopping the sandboxes.", flush=True)
+        sandboxes.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

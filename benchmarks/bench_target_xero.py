@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from sandbox.powerbi import PowerBISandbox
 from sandbox.xero import XeroSandbox
@@ -58,6 +59,7 @@ def pipeline(tmp: Path, state: Path | None) -> tuple[str, float]:
     return (lines[-1] if lines else "{}"), time.perf_counter() - start
 
 
+@pytest.mark.timeout(3600)
 def test_bench_incremental_day_against_full_reload(tmp_path: Path) -> None:
     with (
         XeroSandbox(size=SIZE, tenants=1, time_scale=SCALE) as xero,

@@ -111,6 +111,14 @@ class XeroStream(RESTStream[Any]):
 
     @property
     @override
+    def emit_activate_version_messages(self) -> bool:
+        # ACTIVATE_VERSION tells a target to drop rows the new version lacks: never send it
+        # for a table an organisation's spent budget will leave unread.
+        spent = any(limiter.exhausted for _, limiter in self.xero_tap.limiters.items())
+        return super().emit_activate_version_messages and not spent
+
+    @property
+    @override
     def timeout(self) -> int:
         return int(self.config.get("request_timeout", 60))
 

@@ -115,7 +115,7 @@ class OrgLimiter:
         self.calls = 0  # calls sent by this run
         self.day_remaining: int | None = None
         self.throttled = 0  # 429s received
-        self.exhausted = False
+        self._spent = False  # Xero said the day is over (429 `day`)
         self._announced = False
 
     def announce_stop(self) -> bool:
@@ -124,6 +124,11 @@ class OrgLimiter:
             first = not self._announced
             self._announced = True
             return first
+
+    @property
+    def exhausted(self) -> bool:
+        """No more calls today: the budget is spent, or Xero said the day's limit is."""
+        return self._spent or self.used_today >= self.settings.daily_call_budget
 
     @property
     def used_today(self) -> int:
@@ -148,8 +153,7 @@ class OrgLimiter:
         """Wait for room in the minute window, then count the call as sent."""
         while True:
             with self._lock:
-                if self.exhausted or self.used_today >= self.settings.daily_call_budget:
-                    self.exhausted = True
+                if self.exhausted:
                     raise DailyBudgetExhaustedError
                 wait = self._wait_time(self._clock())
                 if wait <= 0:
@@ -205,7 +209,7 @@ class OrgLimiter:
     def exhaust(self) -> None:
         """Xero says the day's limit is spent (429 `day`): stop for today."""
         with self._lock:
-            self.exhausted = True
+            self._spent = True
 
 
 class RateLimiters:

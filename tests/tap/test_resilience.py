@@ -224,3 +224,17 @@ def test_a_429_storm_is_waited_out_a_bounded_number_of_times(sbx, tmp_path):
     assert run.returncode != 0
     assert "kept answering 429 (minute limit)" in run.stderr
     assert control(sbx, "stats")["rate_limited"] == {"minute": 2}  # one try, one retry
+
+
+def test_no_activate_version_for_tables_a_spent_budget_leaves_unread(sbx, tmp_path):
+    selected = {"contacts", "items"}  # contacts (1 call each) spend the budget; items follow
+    config = tap_config(sbx, tmp_path, emit_activate_version_messages=True)
+    full = run_tap(tmp_path, config, selected=selected, tag="full")
+    assert {m["stream"] for m in full.messages if m["type"] == "ACTIVATE_VERSION"} == {"items"}
+    config = tap_config(sbx, tmp_path, emit_activate_version_messages=True, daily_call_budget=1)
+    control(sbx, "clock", {"advance_seconds": 86_400})
+    spent = run_tap(tmp_path, config, selected=selected, state=full.states[-1], tag="spent")
+    assert spent.returncode == 0, spent.stderr[-2000:]
+    assert "Daily call budget reached" in spent.stderr
+    assert not [m for m in spent.messages if m["type"] == "ACTIVATE_VERSION"]
+    assert not spent.records["items"]

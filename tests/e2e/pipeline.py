@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
@@ -145,6 +146,19 @@ class Pipeline:
         env.update(settings)
         self.env = env
         self.runs = 0
+        self.pid = 0  # Meltano's process (and session) of the current run
+
+    def saved_state(self, state_id: str = "sandbox:tap-xero-to-target-powerbi") -> Any:
+        """The state Meltano holds for the job, None when there is none."""
+        database = self.workdir / "meltano" / "meltano.db"
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            found = db.execute(
+                "SELECT partial_state, completed_state FROM state WHERE state_id = ?", (state_id,)
+            ).fetchone()
+        if found is None:
+            return None
+        merged = {**json.loads(found[1] or "{}"), **json.loads(found[0] or "{}")}
+        return merged.get("singer_state") or None
 
     @property
     def audit_log(self) -> Path:
@@ -182,6 +196,7 @@ class Pipeline:
                 stderr=err,
                 start_new_session=True,
             )
+            self.pid = process.pid
             killed = False
             try:
                 while process.poll() is None:

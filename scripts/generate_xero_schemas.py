@@ -106,7 +106,7 @@ def generate(spec_path: Path, out_dir: Path) -> list[Path]:
         element_name = ref["$ref"].rsplit("/", 1)[-1]
         converter = Converter(components)
         converter.definition(element_name)
-        element = converter.defs.pop(element_name)
+        element = converter.defs[element_name]
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": element_name,

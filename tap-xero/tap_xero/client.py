@@ -175,7 +175,8 @@ class XeroStream(RESTStream[Any]):
                 if self.incremental
                 else None
             )
-            return JournalOffsetPaginator(int(start or 0))
+            # Without a bookmark the SDK offers `start_date` text: journal numbers start at 0.
+            return JournalOffsetPaginator(start if isinstance(start, int) else 0)
         return None
 
     @override

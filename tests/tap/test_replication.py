@@ -119,3 +119,15 @@ def test_a_catalog_can_force_full_table(runs):
     for tenant in config["tenant_ids"]:
         got = of(run.records["invoices"], tenant)
         assert len(got) == len(truth(runs["sbx"], tenant, "Invoices"))
+
+
+def test_journals_read_from_the_start_when_only_a_start_date_is_set(runs, tmp_path):
+    """With `start_date` and no bookmark, journal numbers still start at 0 (no crash)."""
+    sbx = runs["sbx"]
+    config = {**runs["config"], "start_date": "2020-01-01T00:00:00Z"}
+    config["token_store_path"] = runs["config"]["token_store_path"]
+    run = run_tap(tmp_path, config, selected={"journals"}, tag="start-date")
+    assert run.returncode == 0, run.stderr[-3000:]
+    tenant = runs["changed"]
+    got = {r["JournalID"] for r in of(run.records["journals"], tenant)}
+    assert got == {j["JournalID"] for j in truth(sbx, tenant, "Journals")}

@@ -89,6 +89,8 @@ class SandboxProcess:
 
     def __init__(self, *, seed: int, tenants: int, time_scale: float) -> None:
         self.time_scale = time_scale
+        self.log = WORKDIR / "sandbox.log"
+        self._log = self.log.open("w")  # uvicorn's warnings; a pipe unread could fill up
         self.process = subprocess.Popen(
             [
                 str(BIN / "sandbox"),
@@ -98,7 +100,7 @@ class SandboxProcess:
                 f"--time-scale={time_scale:g}",
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             text=True,
         )
         self.ready: dict[str, dict[str, Any]] = {}
@@ -110,8 +112,7 @@ class SandboxProcess:
         assert self.process.stdout is not None
         line = _read_line(self.process.stdout, timeout)
         if not line:
-            err = self.process.stderr.read() if self.process.stderr else ""
-            raise DemoError(f"`sandbox up` did not start:\n{err[-2000:]}")
+            raise DemoError(f"`sandbox up` did not start:\n{self.log.read_text()[-2000:]}")
         self.ready = json.loads(line)
         self.http.verify = self.ready["powerbi"]["ca_bundle"]
         deadline = time.monotonic() + timeout
@@ -160,6 +161,7 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log.close()
 
 
 def _read_line(stream: IO[str], timeout: float) -> str:
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the sandboxes (and the viewer) up at the end until Enter or Ctrl-C",
     )
     args = parser.parse_args(argv)
+    # SIGTERM as Ctrl-C: the sandboxes and a running pipeline are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Power BI: {sandboxes.powerbi_url}")
 
         print(f"\n1. meltano run --full-refresh {JOB} (environment '{ENVIRONMENT}')", flush=True)
-        seconds, _ = run_job(sandboxes, env, "first run", "--full-refresh")
+        seconds, _ = run_job(sandboxes, env, "first run", "--force", "--full-refresh")
         first_calls = api_calls(sandboxes.xero("stats"))
         counts = sandboxes.table_rows()
         print(
@@ -296,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"\n3. meltano run {JOB} (incremental: from the saved state)", flush=True)
         rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
-        seconds, _ = run_job(sandboxes, env, "second run")
+        seconds, _ = run_job(sandboxes, env, "second run", "--force")
         calls = api_calls(sandboxes.xero("stats")) - first_calls
         pushed = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
         after = sandboxes.table_rows()

@@ -1,0 +1,42 @@
+"""`make demo` from start to end: what a new user sees first."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.pipeline import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path) -> None:
+    sysdir = tmp_path / "meltano"  # its own Meltano state, as a fresh clone has
+    (sysdir / "run").mkdir(parents=True)
+    for kind in ("extractors", "loaders"):
+        (sysdir / kind).symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
+    env["MELTANO_SYS_DIR_ROOT"] = str(sysdir)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230, check=False,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    first = re.search(r"done in [\d.]+ s: (\d+) tables, ([\d,]+) rows, (\d+) Xero API calls", out)
+    assert first, out
+    assert int(first[1]) > 30 and int(first[2].replace(",", "")) > 1000
+    second = re.search(r"done in [\d.]+ s: (\d+) Xero API calls \((\d+)% of the first run\)", out)
+    assert second, out
+    assert 0 < int(second[1]) < int(first[3])
+    assert re.search(r"invoices\s+[\d,]+\s+\(\+\d+\)", out), "the new invoices are shown"
+    viewer = re.search(r"viewer: https://127\.0\.0\.1:(\d+)/", out)
+    assert viewer, out
+    assert out.rstrip().endswith("Stopping the sandboxes.")
+    with pytest.raises(ConnectionRefusedError):  # stopped: the viewer's port is closed
+        socket.create_connection(("127.0.0.1", int(viewer[1])), timeout=5).close()

@@ -42,6 +42,7 @@ test: setup
 	$(UV) export --frozen --no-emit-workspace --no-hashes --no-header --no-dev 2>/dev/null | diff -q - constraints.txt >/dev/null \
 		|| { echo "constraints.txt is stale: run 'make constraints'"; exit 1; }
 	$(BIN)/check-jsonschema --builtin-schema vendor.meltano meltano.yml
+	$(BIN)/python scripts/readme_settings.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -250,6 +250,7 @@ def business_day(sandboxes: SandboxProcess) -> list[str]:
     done: list[str] = []
     for tenant in sandboxes.ready["xero"]["tenant_ids"]:
         for action in DAY_OF_BUSINESS:
+            sandboxes.xero("clock", {"advance_seconds": 300})  # a change every five minutes
             result = sandboxes.xero("mutate", {"tenant_id": tenant, "action": action})
             done.extend(f"{r['action']} {r['collection']}" for r in result["results"])
     return done

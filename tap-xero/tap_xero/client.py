@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import quote
 
 import backoff
 import requests
@@ -31,6 +32,7 @@ from tap_xero.pagination import (
     response_body,
 )
 from tap_xero.schema import Plan, convert_msdates, derive
+from tap_xero.webhooks.consume import WEBHOOK_POSITION_KEY, batched
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from tap_xero.tap import TapXero
 
 TENANT_KEY = "tenant_id"
+WEBHOOK_IDS_PER_CALL = 50  # ids in one `IDs` filter: about 1,900 characters of URL
 TENANT_PROPERTY = {"type": "string", "description": "Xero organisation (tenant) id."}
 
 
@@ -67,6 +70,9 @@ class XeroStream(RESTStream[Any]):
     include_archived: ClassVar[bool] = False  # `includeArchived=true`
     include_deleted: ClassVar[bool] = False  # `includeDeleted=true`
     payments_only: ClassVar[bool] = False  # `paymentsOnly=true` (cash-basis journals)
+    # Webhooks name this stream's records: fetch them by "IDs" (batched filter) or by
+    # "path" (`GET /{path}/{id}`, where the spec has no `IDs`); None: not consumed.
+    webhook_fetch: ClassVar[str | None] = None
 
     @override
     def __init__(self, tap: TapXero) -> None:
@@ -81,6 +87,7 @@ class XeroStream(RESTStream[Any]):
         self.STATE_MSG_FREQUENCY = page_size if self.paging == "page_size" else FIXED_PAGE_SIZE
         self._page_last: dict[str, Any] | None = None
         self._page_buffer: list[dict[str, Any]] = []
+        self._webhook_ids: list[str] | None = None  # set while fetching records by id
 
     # -- endpoint --------------------------------------------------------------------
 
@@ -134,7 +141,7 @@ class XeroStream(RESTStream[Any]):
 
     def _modified_since(self, context: Context) -> str | None:
         """The bookmark (or start date) as Xero wants it, a second early for ties."""
-        if not (self.modified_since and self.incremental):
+        if not (self.modified_since and self.incremental) or self._webhook_ids is not None:
             return None
         start = self.get_starting_timestamp(context)
         if start is None:
@@ -143,8 +150,19 @@ class XeroStream(RESTStream[Any]):
         return start.strftime("%Y-%m-%dT%H:%M:%S")
 
     @override
+    def get_url(self, context: Context | None) -> str:
+        url = super().get_url(context)
+        if self._webhook_ids is not None and self.webhook_fetch == "path":
+            url = f"{url}/{quote(self._webhook_ids[0], safe='')}"
+        return url
+
+    @override
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}
+        if self._webhook_ids is not None:
+            if self.webhook_fetch == "path":
+                return params
+            params["IDs"] = ",".join(self._webhook_ids)
         for flag, name in (
             (self.include_archived, "includeArchived"),
             (self.include_deleted, "includeDeleted"),
@@ -181,6 +199,9 @@ class XeroStream(RESTStream[Any]):
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        if response.status_code == 404:  # a record named by a webhook that no longer exists
+            self._page_last = None
+            return
         records: list[dict[str, Any]] = (
             response_body(response).get(self.records_key or self.collection) or []
         )
@@ -299,6 +320,8 @@ class XeroStream(RESTStream[Any]):
 
     @override
     def validate_response(self, response: requests.Response) -> None:
+        if response.status_code == 404 and self._webhook_ids is not None:
+            return  # gone since its event: nothing to emit, and no reason to fail the run
         if response.status_code in (500, 502, 503, 504):
             raise RetriableAPIError(self.response_error_message(response), response)
         super().validate_response(response)
@@ -309,6 +332,7 @@ class XeroStream(RESTStream[Any]):
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self._partition = context
         try:
+            yield from self._webhook_records(context)
             yield from super().request_records(context)
         except DailyBudgetExhaustedError:
             limiter = self._limiter(context)
@@ -326,6 +350,50 @@ class XeroStream(RESTStream[Any]):
                 # Records arrived in no order: the highest value seen is not a safe
                 # bookmark for a partial read. Keep the previous one.
                 self.get_context_state(context).pop("progress_markers", None)
+
+    # -- webhooks: the records named by pending events, before the poll ---------------
+
+    def _webhook_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Records named by events after this partition's position, then the new position.
+
+        They go through the usual request path (limiter, auth, retries) and the usual
+        emission (children included), but never move the replication bookmark: they are
+        out of order, and the poll that follows still has to read from the old bookmark.
+        The position is written to the partition's state only once they are all emitted.
+        """
+        consumer = self.xero_tap.webhook_consumer
+        if consumer is None or self.webhook_fetch is None or context is None:
+            return
+        state = self.get_context_state(context)
+        after = int(state.get(WEBHOOK_POSITION_KEY) or 0)
+        pending = consumer.pending_for(self.name, str(context[TENANT_KEY]), after)
+        if pending.position <= after:
+            return
+        size = WEBHOOK_IDS_PER_CALL if self.webhook_fetch == "IDs" else 1
+        self.logger.info(
+            "Fetching %d %s named by webhooks for organisation %s (events %d-%d)",
+            len(pending.resource_ids),
+            self.name,
+            context[TENANT_KEY],
+            after + 1,
+            pending.position,
+        )
+        try:
+            for batch in batched(pending.resource_ids, size):
+                self._webhook_ids = batch
+                yield from super().request_records(context)
+        finally:
+            self._webhook_ids = None
+        state[WEBHOOK_POSITION_KEY] = pending.position
+        self.state_manager.is_flushed = False
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        if self._webhook_ids is not None:
+            return  # a record named by a webhook: the bookmark belongs to the poll
+        super()._increment_stream_state(latest_record, context=context)
 
     # -- child streams: one hand-over per page, no extra call -------------------------
 

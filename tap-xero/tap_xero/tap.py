@@ -10,10 +10,12 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_xero.auth import XeroBearerAuth, XeroTokenManager
+from tap_xero.client import XeroStream
 from tap_xero.connections import granted_tenants
 from tap_xero.limits import LimitSettings, RateLimiters
 from tap_xero.streams import STREAM_TYPES
 from tap_xero.streams.reports import REPORT_STREAM_TYPES
+from tap_xero.webhooks.consume import WebhookConsumer
 
 XERO_API_URL = "https://api.xero.com/api.xro/2.0"
 XERO_IDENTITY_URL = "https://identity.xero.com"
@@ -288,6 +290,24 @@ class TapXero(Tap):
     @property
     def tenant_ids(self) -> list[str]:
         return [str(org["tenantId"]) for org in self.organisations]
+
+    @cached_property
+    def webhook_consumer(self) -> WebhookConsumer | None:
+        """The event store when `webhook_event_store_path` is set, pruned to the incoming state.
+
+        Opened by the first consuming stream before it records any position (streams run
+        one after another), so the positions it prunes to are the ones that came back
+        through the target, never ones this run is still emitting.
+        """
+        path = self.config.get("webhook_event_store_path")
+        if not path:
+            return None
+        consuming = [
+            s.name
+            for s in self.streams.values()
+            if isinstance(s, XeroStream) and s.webhook_fetch and s.selected
+        ]
+        return WebhookConsumer.open(path, self.state, consuming, self.tenant_ids, self.logger)
 
     @override
     def discover_streams(self) -> list[Stream]:

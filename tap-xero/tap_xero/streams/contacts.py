@@ -17,6 +17,7 @@ class ContactsStream(XeroStream):
     ordered = True
     replication_key = "UpdatedDateUTC"
     include_archived = True
+    webhook_fetch = "IDs"
 
 
 class ContactGroupsStream(XeroStream):

@@ -17,6 +17,7 @@ class InvoicesStream(XeroStream):
     ordered = True
     replication_key = "UpdatedDateUTC"
     include_archived = True
+    webhook_fetch = "IDs"
 
 
 class InvoiceLineItemsStream(XeroChildStream):
@@ -35,6 +36,7 @@ class CreditNotesStream(XeroStream):
     modified_since = True
     ordered = True
     replication_key = "UpdatedDateUTC"
+    webhook_fetch = "path"  # the spec gives CreditNotes no `IDs` filter
 
 
 class CreditNoteLineItemsStream(XeroChildStream):

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -27,6 +27,8 @@ from tap_xero.client import WEBHOOK_IDS_PER_CALL
 from tap_xero.tap import TapXero
 from tap_xero.webhooks.consume import WEBHOOK_POSITION_KEY, partition_state
 from tap_xero.webhooks.store import EventStore
+
+from tests.e2e.pipeline import Pipeline, Sandboxes
 
 BIN = Path(sys.executable).parent
 TIME_SCALE = 60.0
@@ -93,6 +95,11 @@ class World:
     @property
     def tenants(self) -> list[str]:
         return list(self.xero.config["tenant_ids"])
+
+    @property
+    def ready(self) -> dict[str, Any]:
+        """What `sandbox up` prints: all tests/e2e/pipeline.py's Pipeline needs."""
+        return {"xero": self.xero.config, "powerbi": self.powerbi.config}
 
     def refresh(self) -> None:
         """One pipeline run, as the trigger starts it."""
@@ -273,3 +280,34 @@ def test_the_triggered_runs_state_covers_the_events(world, story):
     for stream in ENDPOINTS:
         for tenant in world.tenants:
             assert partition_state(state, stream, tenant)[WEBHOOK_POSITION_KEY] == last
+
+
+def test_the_meltano_job_the_receiver_triggers_consumes_the_events(world, story, tmp_path):
+    """`meltano run xero-webhook-refresh` (the sandbox environment's trigger command) on the
+    same store: tap-xero--webhooks inherits the store setting, fetches what the events name,
+    and Meltano saves the covering positions in the job's own state."""
+    with EventStore(world.store_path) as store:
+        events = store.pending(0)
+    assert events
+    pipeline = Pipeline(
+        cast(Sandboxes, world),
+        tmp_path,
+        TAP_XERO_WEBHOOK_EVENT_STORE_PATH=str(world.store_path),
+        TAP_XERO_PAGE_SIZE="100",
+    )
+    seen = len(world.requests_log())
+    done = pipeline.run("xero-webhook-refresh")
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = pipeline.saved_state("sandbox:tap-xero--webhooks-to-target-powerbi")
+    assert state is not None
+    last = max(event.position for event in events)
+    for stream in ENDPOINTS:
+        for tenant in world.tenants:
+            assert partition_state(state, stream, tenant)[WEBHOOK_POSITION_KEY] == last
+    # Only the streams webhooks name were read, and the named records by id among them.
+    calls = Counter(r["endpoint"] for r in world.requests_log()[seen:])
+    calls.pop("connections", None)
+    assert set(calls) == set(ENDPOINTS.values())
+    credit_notes = {e.resource_id for e in events if e.category == "CREDITNOTE"}
+    # Its first run polls every page; each named credit note costs one GET more.
+    assert calls["CreditNotes"] >= len(world.tenants) + len(credit_notes)

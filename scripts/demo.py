@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ JOB = "xero-to-powerbi"
 ENVIRONMENT = "sandbox"
 TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and time_scale
 WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
+ENV_FILE = WORKDIR / "sandbox.env"  # TAP_XERO_* / TARGET_POWERBI_* of the running sandboxes
 # A day of business in each organisation: what the second run has to pick up.
 DAY_OF_BUSINESS = (
     "add_invoice",
@@ -70,6 +72,13 @@ def sandbox_env(ready: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
             text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             env[f"{prefix}_{key.upper()}"] = text
     return env
+
+
+def write_env_file(env: Mapping[str, str]) -> None:
+    """The sandboxes' settings as a shell/.env file (0600), for Meltano runs by hand."""
+    ENV_FILE.touch(mode=0o600)
+    lines = [f"{key}={shlex.quote(value)}" for key, value in sorted(env.items())]
+    ENV_FILE.write_text("\n".join(lines) + "\n")
 
 
 def api_calls(stats: Mapping[str, Any]) -> int:
@@ -278,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
         env.update(sandbox_env(sandboxes.ready))
         env.update(MELTANO_ENVIRONMENT=ENVIRONMENT, MELTANO_SEND_ANONYMOUS_USAGE_STATS="false")
+        write_env_file(sandbox_env(sandboxes.ready))
         tenants = sandboxes.ready["xero"]["tenant_ids"]
         print(f"  Xero:     {sandboxes.xero_url} ({len(tenants)} organisations)")
         print(f"  Power BI: {sandboxes.powerbi_url}")
@@ -320,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nThe tables in the Power BI sandbox's viewer: {sandboxes.powerbi_url}/")
         print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
         if args.keep:
+            env_file = ENV_FILE.relative_to(ROOT)
+            print(f"To run Meltano on them from another shell: set -a; . {env_file}; set +a")
+            print(f"  .venv/bin/meltano run {JOB}")
             with contextlib.suppress(KeyboardInterrupt, EOFError):
                 input("The sandboxes stay up: press Enter (or Ctrl-C) to stop them. ")
         else:

@@ -47,9 +47,12 @@ def test_the_job_runs_the_tap_into_the_target() -> None:
 
 def test_a_nightly_run_before_the_working_day_and_a_refresh_every_four_hours() -> None:
     schedules = {s["name"]: s for s in PROJECT["schedules"]}
-    assert all(s["job"] == "xero-to-powerbi" for s in schedules.values())
-    nightly = hours(schedules["xero-to-powerbi-nightly"]["interval"])
-    refresh = hours(schedules["xero-to-powerbi-every-4-hours"]["interval"])
+    nightly_run, refresh_run = (
+        schedules["xero-to-powerbi-nightly"],
+        schedules["xero-to-powerbi-every-4-hours"],
+    )
+    assert nightly_run["job"] == refresh_run["job"] == "xero-to-powerbi"
+    nightly, refresh = hours(nightly_run["interval"]), hours(refresh_run["interval"])
     (night,) = nightly
     assert night + 3 <= WORKING_DAY_STARTS  # three hours of margin for a big first run
     gaps = {b - a for a, b in pairwise(sorted(refresh))}

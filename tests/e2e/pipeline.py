@@ -139,6 +139,7 @@ class Pipeline:
             MELTANO_ENVIRONMENT="sandbox",
             MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
             TAP_XERO_TOKEN_STORE_PATH=str(workdir / "xero-tokens.json"),
+            TAP_XERO_WEBHOOK_EVENT_STORE_PATH=str(workdir / "xero-webhooks.sqlite"),
             TARGET_POWERBI_STORE_PATH=str(workdir / "powerbi.sqlite3"),
             TARGET_POWERBI_AUDIT_LOG_PATH=str(self.audit_log),
             TARGET_JSONL_DESTINATION_PATH=str(workdir / "jsonl"),

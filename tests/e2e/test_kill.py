@@ -19,8 +19,8 @@ HOOK = "TARGET_POWERBI_TEST_KILL_AT"  # target-powerbi's crash-test hook
 
 
 @pytest.fixture
-def sandboxes(request: pytest.FixtureRequest) -> Iterator[Sandboxes]:
-    sandboxes = Sandboxes(seed=30 + len(request.node.name), tenants=1)
+def sandboxes() -> Iterator[Sandboxes]:
+    sandboxes = Sandboxes(seed=31, tenants=1)
     try:
         yield sandboxes
     finally:

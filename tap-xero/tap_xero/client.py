@@ -10,7 +10,7 @@ page's records to the child streams without any extra call.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from singer_sdk import Stream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.pagination import BaseAPIPaginator
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
@@ -45,6 +46,14 @@ if TYPE_CHECKING:
     from tap_xero.tap import TapXero
 
 TENANT_KEY = "tenant_id"
+
+
+def _instant(value: str) -> datetime:
+    """An ISO-8601 timestamp as an aware datetime (`Z` accepted on Python 3.10)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 WEBHOOK_IDS_PER_CALL = 50  # ids in one `IDs` filter: about 1,900 characters of URL
 TENANT_PROPERTY = {"type": "string", "description": "Xero organisation (tenant) id."}
 
@@ -119,10 +128,29 @@ class XeroStream(RESTStream[Any]):
     @property
     @override
     def emit_activate_version_messages(self) -> bool:
-        # ACTIVATE_VERSION tells a target to drop rows the new version lacks: never send it
-        # for a table an organisation's spent budget will leave unread.
+        # ACTIVATE_VERSION tells a target to drop rows the new version lacks (on by default:
+        # it is how hard deletes reach a destination); never send it for a table an
+        # organisation's spent budget will leave unread.
         spent = any(limiter.exhausted for _, limiter in self.xero_tap.limiters.items())
-        return super().emit_activate_version_messages and not spent
+        return bool(self.config.get("emit_activate_version_messages", True)) and not spent
+
+    @override
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        yield from super()._sync_records(context, write_messages=write_messages)
+        if (
+            context is None
+            and write_messages
+            and self.selected
+            and self.replication_method == REPLICATION_FULL_TABLE
+            and self.emit_activate_version_messages  # False once a budget ran out
+            and self._stream_version is not None
+        ):
+            # The closing ACTIVATE_VERSION: every organisation was read whole, so rows the
+            # new version lacks were deleted in Xero (items, tracking options...). The SDK
+            # sends only the opening one, before any record.
+            self._write_activate_version_message(self._stream_version)
 
     @property
     @override
@@ -216,7 +244,24 @@ class XeroStream(RESTStream[Any]):
         convert_msdates(row, self._msdate_plan)
         if context is not None:
             row[TENANT_KEY] = context[TENANT_KEY]
+            if self._before_bookmark(row, context):
+                return None
         return row
+
+    def _before_bookmark(self, row: dict[str, Any], context: Context) -> bool:
+        """A record older than the bookmark, which the previous run already sent.
+
+        Xero reads If-Modified-Since to the second (and we ask a second early for ties),
+        so the first page may repeat records from just before the bookmark; the SDK's sort
+        check would reject them, and they carry nothing new.
+        """
+        if not (self.is_sorted and self.incremental) or self._webhook_ids is not None:
+            return False
+        value = row.get(self.replication_key or "")
+        bookmark = self.get_starting_replication_key_value(context)
+        if not (isinstance(value, str) and isinstance(bookmark, str)):
+            return False
+        return _instant(value) < _instant(bookmark)
 
     # -- requests: limits, 401, 429, retries ------------------------------------------
 

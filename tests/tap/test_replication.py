@@ -131,3 +131,30 @@ def test_journals_read_from_the_start_when_only_a_start_date_is_set(runs, tmp_pa
     tenant = runs["changed"]
     got = {r["JournalID"] for r in of(run.records["journals"], tenant)}
     assert got == {j["JournalID"] for j in truth(sbx, tenant, "Journals")}
+
+
+def test_full_table_streams_close_with_activate_version(runs):
+    """Opening and closing ACTIVATE_VERSION around every organisation's records, so a
+    target can drop rows deleted in Xero (items are hard-deleted)."""
+    messages = [m for m in runs["second"].messages if m.get("stream") == "items"]
+    kinds = [m["type"] for m in messages if m["type"] in ("ACTIVATE_VERSION", "RECORD")]
+    assert kinds[0] == kinds[-1] == "ACTIVATE_VERSION"
+    assert "ACTIVATE_VERSION" not in kinds[1:-1]
+    versions = {m["version"] for m in messages if m["type"] == "ACTIVATE_VERSION"}
+    assert len(versions) == 1
+    tenants = {m["record"]["tenant_id"] for m in messages if m["type"] == "RECORD"}
+    assert tenants == set(runs["config"]["tenant_ids"])
+
+
+def test_a_repeated_second_does_not_break_the_sort_order(runs, tmp_path):
+    """A record from just before the bookmark (Xero answers to the second) is dropped."""
+    sbx, tenant = runs["sbx"], runs["changed"]
+    state = runs["second"].states[-1]
+    for action in ("add_contact", "archive_contact"):
+        control(sbx, "mutate", {"tenant_id": tenant, "action": action})
+    config = runs["config"]
+    third = run_tap(tmp_path, config, selected={"contacts"}, state=state, tag="third")
+    assert third.returncode == 0, third.stderr[-3000:]
+    again = run_tap(tmp_path, config, selected={"contacts"}, state=third.states[-1], tag="4th")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "InvalidStreamSortException" not in again.stderr

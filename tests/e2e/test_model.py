@@ -66,7 +66,11 @@ MODEL_STREAMS = {
 }
 # The tap configuration the model needs (docs/xero-model.md): payments embed whole copies
 # of other documents (only the invoice id is needed), and items join lines by code.
-STREAM_MAPS = yaml.safe_load((ROOT / "model" / "xero.stream_maps.yml").read_text())
+# One place: the tap's stream maps as the Meltano project declares them.
+_PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
+STREAM_MAPS = next(
+    p["config"]["stream_maps"] for p in _PROJECT["plugins"]["extractors"] if p["name"] == "tap-xero"
+)
 
 
 def _catalog(config: dict[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def test_bench_incremental_day_against_full_reload(tmp_path: Path) -> None:
     ):
         tap_config = {k: v for k, v in xero.config.items() if k != "webhook_key"}
         tap_config["token_store_path"] = str(tmp_path / "tokens.json")
+        tap_config["rate_limit_window_seconds"] = 60 / SCALE  # the sandbox's minute, scaled
         (tmp_path / "tap.json").write_text(json.dumps(tap_config))
         target_config = {
             **powerbi.config,

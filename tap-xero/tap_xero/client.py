@@ -448,7 +448,8 @@ class XeroStream(RESTStream[Any]):
     ) -> Iterable[Context | None]:
         if not any(c.selected or c.has_selected_descendents for c in self.child_streams):
             return
-        self._page_buffer.append(record)
+        # A copy: writing the record drops deselected properties (e.g. LineItems) in place.
+        self._page_buffer.append(dict(record))
         # A dry run may stop mid-page: hand each record over at once then.
         page_done = record is self._page_last or self.ABORT_AT_RECORD_COUNT is not None
         if page_done and context is not None:

@@ -158,3 +158,19 @@ def test_a_repeated_second_does_not_break_the_sort_order(runs, tmp_path):
     again = run_tap(tmp_path, config, selected={"contacts"}, state=third.states[-1], tag="4th")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "InvalidStreamSortException" not in again.stderr
+
+
+def test_line_items_arrive_when_the_parent_array_is_deselected(runs, tmp_path):
+    """Deselecting `invoices.LineItems` (a narrower invoices table) keeps every line."""
+    sbx, config = runs["sbx"], runs["config"]
+    catalog = catalog_for(config, {"invoices", "invoice_line_items"})
+    (invoices,) = [e for e in catalog["streams"] if e["tap_stream_id"] == "invoices"]
+    for item in invoices["metadata"]:
+        if item["breadcrumb"] == ["properties", "LineItems"]:
+            item["metadata"]["selected"] = False
+    run = run_tap(tmp_path, config, catalog=catalog, tag="narrow")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert all("LineItems" not in r for r in run.records["invoices"])
+    for tenant in config["tenant_ids"]:
+        want = sum(len(i.get("LineItems", [])) for i in truth(sbx, tenant, "Invoices"))
+        assert len(of(run.records["invoice_line_items"], tenant)) == want

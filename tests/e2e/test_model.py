@@ -66,10 +66,12 @@ MODEL_STREAMS = {
 }
 # The tap configuration the model needs (docs/xero-model.md): payments embed whole copies
 # of other documents (only the invoice id is needed), and items join lines by code.
-# One place: the tap's stream maps as the Meltano project declares them.
+# One place: the stream maps target-powerbi gets from the Meltano project.
 _PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
 STREAM_MAPS = next(
-    p["config"]["stream_maps"] for p in _PROJECT["plugins"]["extractors"] if p["name"] == "tap-xero"
+    p["config"]["stream_maps"]
+    for p in _PROJECT["plugins"]["loaders"]
+    if p["name"] == "target-powerbi"
 )
 
 
@@ -99,10 +101,10 @@ def landed(tmp_path_factory):
             "token_store_path": str(tmp / "tokens.json"),
             "rate_limit_window_seconds": 60.0 / TIME_SCALE,
             "retry_backoff_seconds": 0.05,
-            "stream_maps": STREAM_MAPS,
         }
         target_config = {
             **powerbi.config,
+            "stream_maps": STREAM_MAPS,
             "dataset_name": "Xero",
             "store_path": str(tmp / "store.sqlite3"),
             "model_file": str(MODEL),

@@ -29,7 +29,7 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 SKIP_COLUMNS = {"_key", "_parent_key", "_index", "tenant_id"}
 # Columns the project's stream maps add (meltano.yml): not Xero's, so not in the truth.
 _PROJECT = yaml.safe_load((Path(__file__).resolve().parents[2] / "meltano.yml").read_text())
-_MAPS = next(p for p in _PROJECT["plugins"]["extractors"] if p["name"] == "tap-xero")["config"]
+_MAPS = next(p for p in _PROJECT["plugins"]["loaders"] if p["name"] == "target-powerbi")["config"]
 DERIVED_COLUMNS = {
     table: {column for column, expression in columns.items() if expression != "__NULL__"}
     for table, columns in _MAPS["stream_maps"].items()

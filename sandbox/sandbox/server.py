@@ -6,14 +6,37 @@ import json
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from typing_extensions import Self, override
 
 
-class BackgroundServer:
+class Startable(ABC):
+    """`with X(...) as x:` for anything started and stopped: a server, a whole sandbox."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class BackgroundServer(Startable):
     """Serves `app` on 127.0.0.1 from a daemon thread; port 0 picks a free port."""
 
     def __init__(
@@ -39,7 +62,8 @@ class BackgroundServer:
         self.scheme = "https" if ssl_certfile else "http"
         self.port = port
 
-    def start(self, timeout: float = 20.0) -> BackgroundServer:
+    @override
+    def start(self, timeout: float = 20.0) -> Self:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -55,20 +79,10 @@ class BackgroundServer:
     def base_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
+    @override
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def print_ready_line(info: dict[str, Any]) -> None:

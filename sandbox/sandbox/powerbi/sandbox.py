@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import trustme
@@ -15,7 +14,7 @@ from sandbox.clock import SandboxClock
 from sandbox.powerbi.app import build_app
 from sandbox.powerbi.limits import Limits
 from sandbox.powerbi.state import PowerBIState
-from sandbox.server import BackgroundServer
+from sandbox.server import BackgroundServer, Startable
 
 
 class _TLSServer(BackgroundServer):
@@ -31,7 +30,7 @@ class _TLSServer(BackgroundServer):
         shutil.rmtree(self.cert_dir, ignore_errors=True)
 
 
-class PowerBISandbox:
+class PowerBISandbox(Startable):
     """Power BI push datasets and Entra ID; times and lifetimes are in sandbox seconds."""
 
     def __init__(
@@ -50,6 +49,7 @@ class PowerBISandbox:
         self.server: _TLSServer | None = None
         self.ca_bundle = ""
 
+    @override
     def start(self) -> PowerBISandbox:
         cert_dir = Path(tempfile.mkdtemp(prefix="powerbi-sandbox-"))
         ca = trustme.CA()
@@ -72,21 +72,11 @@ class PowerBISandbox:
         self.server.start()
         return self
 
+    @override
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
             self.server = None
-
-    def __enter__(self) -> PowerBISandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

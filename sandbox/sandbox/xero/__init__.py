@@ -6,14 +6,15 @@ with XeroSandbox(seed=1, size="small", tenants=2) as sbx:
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
-from sandbox.server import BackgroundServer
+from typing_extensions import override
+
+from sandbox.server import BackgroundServer, Startable
 from sandbox.xero.app import XeroService, build_app
 
 
-class XeroSandbox:
+class XeroSandbox(Startable):
     """A running Xero sandbox on 127.0.0.1 (port 0: a free one), served from a thread."""
 
     def __init__(
@@ -39,11 +40,13 @@ class XeroSandbox:
         )
         self.server = BackgroundServer(build_app(self.service), port=port)
 
+    @override
     def start(self) -> XeroSandbox:
         self.server.start()
         self.service.set_base_url(self.server.base_url)
         return self
 
+    @override
     def stop(self) -> None:
         self.server.stop()
 
@@ -60,17 +63,6 @@ class XeroSandbox:
     def custom_connection(self, tenant_id: str) -> dict[str, str]:
         """client_id, client_secret, tenant_id of a custom connection bound to one organisation."""
         return self.service.custom_connection(tenant_id)
-
-    def __enter__(self) -> XeroSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 __all__ = ["XeroSandbox"]

@@ -96,6 +96,7 @@ class XeroStream(RESTStream[Any]):
         self.STATE_MSG_FREQUENCY = page_size if self.paging == "page_size" else FIXED_PAGE_SIZE
         self._page_last: dict[str, Any] | None = None
         self._page_buffer: list[dict[str, Any]] = []
+        self._bookmarks: dict[str, datetime | None] = {}  # starting bookmark per organisation
         self._webhook_ids: list[str] | None = None  # set while fetching records by id
 
     # -- endpoint --------------------------------------------------------------------
@@ -258,10 +259,16 @@ class XeroStream(RESTStream[Any]):
         if not (self.is_sorted and self.incremental) or self._webhook_ids is not None:
             return False
         value = row.get(self.replication_key or "")
-        bookmark = self.get_starting_replication_key_value(context)
-        if not (isinstance(value, str) and isinstance(bookmark, str)):
-            return False
-        return _instant(value) < _instant(bookmark)
+        bookmark = self._bookmark_instant(context)
+        return isinstance(value, str) and bookmark is not None and _instant(value) < bookmark
+
+    def _bookmark_instant(self, context: Context) -> datetime | None:
+        """The partition's starting bookmark, parsed once per partition (not per record)."""
+        tenant = str(context[TENANT_KEY])
+        if tenant not in self._bookmarks:
+            start = self.get_starting_replication_key_value(context)
+            self._bookmarks[tenant] = _instant(start) if isinstance(start, str) else None
+        return self._bookmarks[tenant]
 
     # -- requests: limits, 401, 429, retries ------------------------------------------
 

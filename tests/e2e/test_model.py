@@ -471,9 +471,18 @@ def test_every_measure_equals_xero_reports_and_ledger(landed):
         assert len(ours["Daily Cash Flow"]) > 100 and any(ours["Budget"].values())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice (safe_load keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        assert len(keys) == len(set(keys)), f"duplicate keys at line {node.start_mark.line + 1}"
+        return super().construct_mapping(node, deep=deep)
+
+
 def test_every_measure_has_its_reference():
     """One Python reference per DAX measure of the model file, and a measure per tile."""
-    model = yaml.safe_load(MODEL.read_text())
+    model = yaml.load(MODEL.read_text(), Loader=_UniqueKeyLoader)
     declared = {m["name"] for spec in model["tables"].values() for m in spec.get("measures") or []}
     assert declared == set(metrics.REFERENCES)
     for method in metrics.REFERENCES.values():

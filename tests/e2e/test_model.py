@@ -93,6 +93,8 @@ def landed(tmp_path_factory):
         tenants=2,
         time_scale=TIME_SCALE,
         access_token_lifetime=1800 * TIME_SCALE,
+        tier="advanced",  # issue 13: "starter" once the tap skips forbidden streams
+        scopes="broad",
     ).start()
     powerbi = PowerBISandbox(time_scale=TIME_SCALE).start()
     try:

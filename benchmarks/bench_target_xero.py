@@ -62,7 +62,9 @@ def pipeline(tmp: Path, state: Path | None) -> tuple[str, float]:
 @pytest.mark.timeout(3600)
 def test_bench_incremental_day_against_full_reload(tmp_path: Path) -> None:
     with (
-        XeroSandbox(size=SIZE, tenants=1, time_scale=SCALE) as xero,
+        XeroSandbox(
+            size=SIZE, tenants=1, time_scale=SCALE, tier="advanced", scopes="broad"
+        ) as xero,
         PowerBISandbox(time_scale=SCALE) as powerbi,
     ):
         tap_config = {k: v for k, v in xero.config.items() if k != "webhook_key"}

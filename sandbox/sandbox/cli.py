@@ -27,7 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        servers = _start(args)
+    except ValueError as exc:  # a bad --tier/--scopes value: one line, exit 2
+        parser.error(str(exc))
+    server.serve_forever(servers)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> list[server.BackgroundServer]:
+    """Start the chosen sandboxes and print their ready line."""
     if args.command == "xero":
         servers, info = xero_cli.start(args)
         server.print_ready_line(info)
@@ -40,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         powerbi_servers, powerbi_info = powerbi_cli.start(args)
         servers = xero_servers + powerbi_servers
         server.print_ready_line({"xero": xero_info, "powerbi": powerbi_info})
-    server.serve_forever(servers)
-    return 0
+    return servers
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def start_sandbox(**kw: Any) -> XeroSandbox:
     """A time-scaled sandbox whose access tokens still last 30 real minutes."""
     kw.setdefault("time_scale", TIME_SCALE)
     kw.setdefault("access_token_lifetime", 1800.0 * kw["time_scale"])
+    kw.setdefault("tier", "advanced")  # issue 13: "starter" once the tap skips forbidden streams
+    kw.setdefault("scopes", "broad")  # issue 13: "granular" once the tap asks for every scope
     return XeroSandbox(**kw).start()
 
 

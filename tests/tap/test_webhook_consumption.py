@@ -22,7 +22,15 @@ from tap_xero.webhooks.consume import (
 )
 from tap_xero.webhooks.store import EventStore
 
-from tests.tap.xero_helpers import TapRun, control, run_tap, start_sandbox, tap_config, truth
+from tests.tap.xero_helpers import (
+    TapRun,
+    control,
+    last_position,
+    run_tap,
+    start_sandbox,
+    tap_config,
+    truth,
+)
 
 SELECTED = {"invoices", "invoice_line_items", "contacts", "credit_notes", "credit_note_line_items"}
 CONSUMING = ("invoices", "contacts", "credit_notes")
@@ -92,7 +100,7 @@ def story(tmp_path_factory: pytest.TempPathFactory):
             store.add_delivery(delivery(two, "CONTACT", contacts, "2026-11-20T10:00:00.000"))
             store.add_delivery(delivery(one, "CREDITNOTE", credit_notes, "2026-11-20T10:00:00.000"))
             store.add_delivery(delivery(one, "SUBSCRIPTION", [unmapped], "2026-11-20T10:00Z"))
-            last = store.last_position()
+        last = last_position(store_path)
 
         consumed = run(tmp, config, baseline.states[-1], "consumed")
         consumed_calls = calls.since()

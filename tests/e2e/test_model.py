@@ -137,7 +137,6 @@ def landed(request, tmp_path_factory):
             "store_path": str(tmp / "store.sqlite3"),
             "model_file": str(MODEL),
             "child_tables": [],
-            "time_scale": TIME_SCALE,
         }
         paths = {}
         for name, body in (

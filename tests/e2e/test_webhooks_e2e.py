@@ -75,7 +75,6 @@ class World:
         target_config = {
             **self.powerbi.config,
             "dataset_name": DATASET,
-            "time_scale": TIME_SCALE,
             "store_path": str(workdir / "powerbi.sqlite3"),
             "audit_log_path": str(workdir / "powerbi-audit.jsonl"),
         }

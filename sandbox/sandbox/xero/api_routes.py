@@ -61,7 +61,13 @@ async def api(request: Request) -> Response:
     parts = request.path_params["path"].strip("/").split("/")
     tenant_header = request.headers.get("xero-tenant-id", "")
     stats = service.stats
-    stats.record(request.method, endpoint_name(parts), tenant_header)
+    stats.record(
+        request.method,
+        endpoint_name(parts),
+        tenant_header,
+        request.headers.get("if-modified-since"),
+        request.url.query,
+    )
     access = bearer(service, request)
     if access is None:
         return status_response(

@@ -61,20 +61,26 @@ async def api(request: Request) -> Response:
     parts = request.path_params["path"].strip("/").split("/")
     tenant_header = request.headers.get("xero-tenant-id", "")
     stats = service.stats
-    stats.record(request.method, endpoint_name(parts), tenant_header)
-    access = bearer(service, request)
-    if access is None:
+    stats.record(
+        request.method,
+        endpoint_name(parts),
+        tenant_header,
+        request.headers.get("if-modified-since"),
+        request.url.query,
+    )
+    token = bearer(service, request)
+    if token is None:
         return status_response(
             stats, 401, UNAUTHORIZED, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
-    granted = service.identity.granted(access)
-    tenant = tenant_header or (access.tenant or "")
+    granted = service.identity.granted(token)
+    tenant = tenant_header or (token.tenant or "")
     if not tenant or tenant not in granted or tenant not in service.by_tenant:
         return status_response(stats, 403, FORBIDDEN)
-    refusal = _rate_limited(service, tenant, access.client_id)
+    refusal = _rate_limited(service, tenant, token.client_id)
     if refusal is not None:
         return refusal
-    limit_headers = service.limiter.headers(tenant, access.client_id)
+    limit_headers = service.limiter.headers(tenant, token.client_id)
     with _in_flight(service, tenant):
         return await _serve(service, request, service.by_tenant[tenant], parts, limit_headers)
 

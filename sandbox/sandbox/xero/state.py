@@ -275,7 +275,8 @@ class Stats:
         default_factory=lambda: defaultdict(lambda: defaultdict(Counter))
     )
     methods: Counter[str] = field(default_factory=Counter)
-    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    # method, endpoint, tenant, If-Modified-Since as sent, query string
+    requests: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
     rate_limited: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     token_requests: Counter[str] = field(default_factory=Counter)
@@ -287,17 +288,27 @@ class Stats:
 
     MAX_REQUESTS = 200_000
 
-    def record(self, method: str, endpoint: str, tenant: str) -> None:
+    def record(
+        self,
+        method: str,
+        endpoint: str,
+        tenant: str,
+        if_modified_since: str | None = None,
+        query: str = "",
+    ) -> None:
         self.calls[tenant][endpoint][method] += 1
         self.methods[method] += 1
         if len(self.requests) < self.MAX_REQUESTS:
-            self.requests.append((method, endpoint, tenant))
+            self.requests.append((method, endpoint, tenant, if_modified_since, query))
 
     def as_json(self) -> dict[str, Any]:
         return {
             "calls": {t: {e: dict(m) for e, m in eps.items()} for t, eps in self.calls.items()},
             "methods": dict(self.methods),
-            "requests": [{"method": m, "endpoint": e, "tenant": t} for m, e, t in self.requests],
+            "requests": [
+                {"method": m, "endpoint": e, "tenant": t, "if_modified_since": i, "query": q}
+                for m, e, t, i, q in self.requests
+            ],
             "rate_limited": dict(self.rate_limited),
             "statuses": {str(k): v for k, v in self.statuses.items()},
             "token_requests": dict(self.token_requests),

@@ -251,7 +251,13 @@ def test_only_get_reaches_the_api_and_is_recorded(client: Client) -> None:
     stats = client.control("stats")
     tenant = client.config["tenant_ids"][0]
     assert stats["calls"][tenant]["Invoices"] == {"POST": 1, "GET": 1}
-    assert {"method": "POST", "endpoint": "Invoices", "tenant": tenant} in stats["requests"]
+    assert {
+        "method": "POST",
+        "endpoint": "Invoices",
+        "tenant": tenant,
+        "if_modified_since": None,
+        "query": "",
+    } in stats["requests"]
     assert stats["methods"] == {"POST": 1, "GET": 1}
 
 

@@ -47,6 +47,8 @@ def test_deleting_a_transfer_keeps_its_creation_date(client: Client) -> None:
         headers={"If-Modified-Since": since},
     ).json()["BankTransfers"]
     assert deleted_id not in {t["BankTransferID"] for t in recent}
+    logged = client.control("stats")["requests"][-1]
+    assert logged["if_modified_since"] == since and logged["query"] == "includeDeleted=true"
     assert deleted_id not in {
         t["BankTransferID"] for t in client.get("/BankTransfers").json()["BankTransfers"]
     }

@@ -77,9 +77,14 @@ WebhookFetch = Literal["IDs", "path"]
 RequestFunc = Callable[[requests.PreparedRequest, "Context | None"], requests.Response]
 
 
-def _instant(value: str) -> datetime:
-    """An ISO-8601 timestamp as an aware datetime (`Z` accepted on Python 3.10)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+def _instant(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware datetime (`Z` accepted on Python 3.10); else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -243,7 +248,7 @@ class XeroStream(RESTStream[Any]):
         if start is None:
             return None
         start = start.astimezone(timezone.utc) - timedelta(seconds=1)
-        return start.strftime("%Y-%m-%dT%H:%M:%S")
+        return start.strftime("%Y-%m-%dT%H:%M:%SZ")  # the spec's date-time, with its offset
 
     @override
     def get_url(self, context: Context | None) -> str:
@@ -461,16 +466,15 @@ class XeroStream(RESTStream[Any]):
         """
         if not (self.is_sorted and self.incremental) or context.get(WEBHOOK_KEY):
             return False
-        value = row.get(self.replication_key or "")
+        value = _instant(row.get(self.replication_key or ""))
         bookmark = self._bookmark_instant(context)
-        return isinstance(value, str) and bookmark is not None and _instant(value) < bookmark
+        return value is not None and bookmark is not None and value < bookmark
 
     def _bookmark_instant(self, context: Context) -> datetime | None:
         """The partition's starting bookmark, parsed once per partition (not per record)."""
         tenant = str(context[TENANT_KEY])
         if tenant not in self._bookmarks:
-            start = self.get_starting_replication_key_value(context)
-            self._bookmarks[tenant] = _instant(start) if isinstance(start, str) else None
+            self._bookmarks[tenant] = _instant(self.get_starting_replication_key_value(context))
         return self._bookmarks[tenant]
 
     # -- webhooks: the records named by pending events, before the poll ---------------
@@ -509,14 +513,54 @@ class XeroStream(RESTStream[Any]):
         state[WEBHOOK_POSITION_KEY] = pending.position
         self.state_manager.is_flushed = False
 
-    # Private: the SDK has no public hook to keep a record from moving the bookmark.
+    # Private: the SDK has no public hook to decide which records may move a bookmark.
     @override
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
     ) -> None:
+        """Move the bookmark only with a record that can safely carry it.
+
+        Never with a record named by a webhook (out of order; the bookmark belongs to the
+        poll), nor with one whose replication value is missing or not a date-time (it is
+        emitted, but the next run could not start from it). A record older than the
+        bookmark of a sorted stream leaves it where it is instead of stopping the run: the
+        bookmark is the highest value of whole pages, which Xero orders among themselves.
+        """
         if context is not None and context.get(WEBHOOK_KEY):
-            return  # a record named by a webhook: the bookmark belongs to the poll
+            return
+        key = self.replication_key or ""
+        value = latest_record.get(key)
+        if not self._bookmarkable(value):
+            self.logger.warning(
+                "%s: a record has no usable %s (%r); it is emitted, the bookmark stays",
+                self.name,
+                key,
+                value,
+            )
+            return
+        if self.is_sorted and self._behind_bookmark(value, context):
+            self.logger.warning(
+                "%s: records out of %s order; the bookmark keeps its highest value", self.name, key
+            )
+            return
         super()._increment_stream_state(latest_record, context=context)
+
+    def _bookmarkable(self, value: Any) -> bool:
+        """A replication value the next run can start from."""
+        if isinstance(value, bool) or value is None:
+            return False
+        if isinstance(value, int):
+            return True
+        return _instant(value) is not None
+
+    def _behind_bookmark(self, value: Any, context: Context | None) -> bool:
+        current = self.get_context_state(context).get("replication_key_value")
+        if current is None:
+            return False
+        if isinstance(value, int) and isinstance(current, int):
+            return value < current
+        new, old = _instant(value), _instant(current)
+        return new is not None and old is not None and new < old
 
     # -- child streams: one hand-over per page, no extra call -------------------------
 

@@ -229,7 +229,8 @@ def budget_summary_calls(months: list[date], ahead: int = 12) -> list[Call]:
     calls = []
     for i in range(0, len(wanted), MAX_PERIODS):
         take = wanted[i : i + MAX_PERIODS]
-        params = {"date": take[0].isoformat(), "periods": str(len(take)), "timeframe": "MONTH"}
+        # The spec's BudgetSummary `timeframe` is an integer: 1 (month), 3 (quarter), 12 (year).
+        params = {"date": take[0].isoformat(), "periods": str(len(take)), "timeframe": "1"}
         calls.append(Call("BudgetSummary", ACCRUAL, params, frozenset(take)))
     return calls
 

@@ -30,12 +30,6 @@ class CurrenciesStream(XeroStream):
     id_field = "Code"
 
 
-class EmployeesStream(XeroStream):
-    name = "employees"
-    collection = "Employees"
-    id_field = "EmployeeID"
-
-
 class ItemsStream(XeroStream):
     """Items are hard-deleted, invisible to If-Modified-Since: read whole each run."""
 

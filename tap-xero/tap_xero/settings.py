@@ -127,14 +127,23 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "daily_call_reserve",
+        th.IntegerType(minimum=0),
+        default=100,
+        title="Daily call reserve",
+        description=(
+            "Calls a day per organisation left for other apps: the run stops an organisation "
+            "cleanly (bookmarks saved, the next run carries on) once Xero's "
+            "X-DayLimit-Remaining falls to this (Starter tier: 1,000 calls a day, others 5,000)."
+        ),
+    ),
+    th.Property(
         "daily_call_budget",
         th.IntegerType(minimum=0),
-        default=4500,
         title="Daily call budget",
         description=(
-            "Calls a day per organisation this tap may spend (Xero allows 5,000 across all "
-            "apps). When it is spent the run stops cleanly, bookmarks saved, and the next "
-            "run carries on."
+            "At most this many calls per organisation in one run (optional cap; the day "
+            "itself is bounded by daily_call_reserve). The run stops cleanly when it is spent."
         ),
     ),
     th.Property(
@@ -181,6 +190,18 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=60,
         title="Request timeout (seconds)",
         description="Seconds to wait for Xero's answer to one call before retrying it.",
+    ),
+    th.Property(
+        "on_forbidden_stream",
+        th.StringType,
+        default="skip",
+        allowed_values=["skip", "fail"],
+        title="On forbidden stream",
+        description=(
+            "What to do when Xero refuses a stream to an organisation for the app's tier or "
+            "a missing scope (HTTP 403, e.g. journals below the Advanced tier): 'skip' it "
+            "with one warning while the other streams go on, or 'fail' the run."
+        ),
     ),
     th.Property(
         "emit_activate_version_messages",
@@ -299,13 +320,15 @@ class TapSettings:
     scope_style: str
     scopes: tuple[str, ...]
     redirect_uri: str
-    daily_call_budget: int
+    daily_call_reserve: int
+    daily_call_budget: int | None
     calls_per_minute: int
     max_in_flight: int
     rate_limit_window_seconds: float
     max_retries: int
     retry_backoff_seconds: float
     request_timeout: float
+    on_forbidden_stream: str
     emit_activate_version_messages: bool
     webhook_key: str | None
     webhook_event_store_path: str | None
@@ -328,8 +351,8 @@ class TapSettings:
                 values[item.name] = _strings(raw)
             elif raw is None or raw == "":
                 values[item.name] = None
-            elif kind in ("int", "float"):
-                values[item.name] = _number(item.name, raw, int if kind == "int" else float)
+            elif kind in ("int", "float", "int | None"):
+                values[item.name] = _number(item.name, raw, float if kind == "float" else int)
             elif kind == "bool":
                 values[item.name] = raw if isinstance(raw, bool) else str(raw).lower() == "true"
             else:

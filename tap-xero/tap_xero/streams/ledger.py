@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tap_xero import access
 from tap_xero.child import XeroChildStream
 from tap_xero.client import XeroStream
 
@@ -10,6 +11,8 @@ class JournalsStream(XeroStream):
     """Immutable ledger entries, append-only: `offset` past the last JournalNumber."""
 
     name = "journals"
+    scopes = access.JOURNALS
+    tier = "Advanced"  # GET /Journals since 2 March 2026
     collection = "Journals"
     id_field = "JournalID"
     paging = "offset"
@@ -35,6 +38,7 @@ class ManualJournalsStream(XeroStream):
     """Ordering manual journals misbehaves at Xero: no `order`, bookmark at the end."""
 
     name = "manual_journals"
+    scopes = access.MANUAL_JOURNALS
     collection = "ManualJournals"
     id_field = "ManualJournalID"
     paging = "page_size"
@@ -54,6 +58,7 @@ class AccountsStream(XeroStream):
     """The chart of accounts; archived and deleted accounts stay visible by status."""
 
     name = "accounts"
+    scopes = access.SETTINGS
     collection = "Accounts"
     id_field = "AccountID"
     modified_since = True

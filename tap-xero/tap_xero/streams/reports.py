@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 from typing_extensions import override
 
+from tap_xero import access
 from tap_xero.client import TENANT_KEY, XeroStream
 from tap_xero.pagination import response_body
 from tap_xero.reports import (
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 PARAMS_KEY = "params"  # in a request context: the query of one planned call
 PATH_KEY = "path"  # in a request context: another endpoint (a reference table)
+# The reference tables the reports read, and the scopes that open them.
+REFERENCE_SCOPES = {"/Accounts": access.SETTINGS, "/Contacts": access.CONTACTS}
 CONTACTS_PAGE_SIZE = 1000
 
 
@@ -128,6 +131,12 @@ class ReportStream(XeroStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         yield response_body(response)  # a whole report: `read` flattens it with its call
 
+    @override
+    def refusal_facts(self, endpoint: str) -> tuple[tuple[str, ...], str | None]:
+        if endpoint in REFERENCE_SCOPES:
+            return REFERENCE_SCOPES[endpoint], None
+        return super().refusal_facts(endpoint)
+
     def get_json(self, tenant: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """One GET of another endpoint through the same request path (limiter, auth, retries)."""
         context = {TENANT_KEY: tenant, PATH_KEY: path, PARAMS_KEY: params}
@@ -147,6 +156,7 @@ class ReportStream(XeroStream):
 class ProfitAndLossStream(ReportStream):
     """Monthly profit and loss, accrual and cash basis, 13 months a call."""
 
+    scopes = access.report_scopes("profitandloss")
     name = "profit_and_loss"
     report = "ProfitAndLoss"
 
@@ -158,6 +168,7 @@ class ProfitAndLossStream(ReportStream):
 class BalanceSheetStream(ReportStream):
     """Month-end balance sheets, accrual and cash basis, 13 month ends a call."""
 
+    scopes = access.report_scopes("balancesheet")
     name = "balance_sheet"
     report = "BalanceSheet"
 
@@ -169,6 +180,7 @@ class BalanceSheetStream(ReportStream):
 class TrialBalanceStream(ReportStream):
     """Month-end trial balances, accrual and cash basis (no `periods`: a call a month)."""
 
+    scopes = access.report_scopes("trialbalance")
     name = "trial_balance"
     report = "TrialBalance"
 
@@ -176,6 +188,7 @@ class TrialBalanceStream(ReportStream):
 class BankSummaryStream(ReportStream):
     """Monthly bank summary: opening, received, spent, closing per bank account."""
 
+    scopes = access.report_scopes("banksummary")
     name = "bank_summary"
     report = "BankSummary"
     bases = (ACCRUAL,)  # no paymentsOnly: bank movements are cash already
@@ -188,6 +201,7 @@ class BankSummaryStream(ReportStream):
 class ExecutiveSummaryStream(ReportStream):
     """Monthly executive summary (cash, profitability, balance sheet lines)."""
 
+    scopes = access.report_scopes("executivesummary")
     name = "executive_summary"
     report = "ExecutiveSummary"
     bases = (ACCRUAL,)
@@ -196,6 +210,7 @@ class ExecutiveSummaryStream(ReportStream):
 class BudgetSummaryStream(ReportStream):
     """The overall budget by account and month, from the first month read to a year ahead."""
 
+    scopes = access.report_scopes("budgetsummary")
     name = "budget_summary"
     report = "BudgetSummary"
     bases = (ACCRUAL,)
@@ -212,6 +227,7 @@ class AgedReportStream(ReportStream):
     true): an organisation with 2,000 customers spends 2,000 of its 5,000 daily calls.
     """
 
+    scopes = access.report_scopes("aged")
     selected_by_default = False
     bases = (ACCRUAL,)
     contact_flag: ClassVar[str]  # IsCustomer or IsSupplier

@@ -267,6 +267,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Largest webhook delivery accepted; larger ones get 413, unstored.",
     ),
     th.Property(
+        "report_history_months",
+        th.IntegerType(minimum=1),
+        default=24,
+        title="Report history (months)",
+        description=(
+            "Months of report history the first run reads, this month included (never "
+            "before start_date). 24 months of the demo company's reports cost about 110 calls "
+            "per organisation, well inside a Starter app's 1,000-call day."
+        ),
+    ),
+    th.Property(
         "report_closed_periods_to_refresh",
         th.IntegerType(minimum=0),
         default=3,
@@ -337,6 +348,7 @@ class TapSettings:
     webhook_trigger_command: str | None
     webhook_debounce_seconds: float
     webhook_max_body_bytes: int
+    report_history_months: int
     report_closed_periods_to_refresh: int
     aged_reports_enabled: bool
 

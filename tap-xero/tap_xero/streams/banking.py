@@ -26,14 +26,16 @@ class BankTransactionLineItemsStream(XeroChildStream):
 
 
 class BankTransfersStream(XeroStream):
-    """Transfers have no UpdatedDateUTC: incremental on CreatedDateUTC, deleted included."""
+    """Read whole each run, deleted ones included, closed by ACTIVATE_VERSION.
+
+    Transfers have no UpdatedDateUTC, and deleting one leaves its CreatedDateUTC as it
+    was, so no If-Modified-Since can see a deletion; the collection is small.
+    """
 
     name = "bank_transfers"
     scopes = access.BANKING
     collection = "BankTransfers"
     id_field = "BankTransferID"
-    modified_since = True
-    replication_key = "CreatedDateUTC"
     include_deleted = True
 
 

@@ -93,8 +93,13 @@ class ReportStream(XeroStream):
 
     def months(self, context: Context | None) -> list[date]:
         """The months this run reads for one organisation."""
-        closed = self.settings.report_closed_periods_to_refresh
-        return months_to_read(self._start_date(), self._today(), self._bookmark(context), closed)
+        return months_to_read(
+            self._start_date(),
+            self._today(),
+            self._bookmark(context),
+            self.settings.report_closed_periods_to_refresh,
+            self.settings.report_history_months,
+        )
 
     def plan(self, context: Context | None) -> list[Call]:
         """The calls of one organisation; by default one `date` (month end) call a month."""
@@ -235,19 +240,32 @@ class AgedReportStream(ReportStream):
     def contacts(self, context: Context | None) -> list[str]:
         """Ids of the organisation's contacts that are customers (or suppliers)."""
         tenant = str((context or {}).get(TENANT_KEY, ""))
-        out: list[str] = []
-        page = 1
-        while True:
-            body = self.get_json(
-                tenant,
-                "/Contacts",
-                {"page": page, "pageSize": CONTACTS_PAGE_SIZE, "summaryOnly": "true"},
-            )
-            records = body.get("Contacts") or []
-            out += [str(c["ContactID"]) for c in records if c.get(self.contact_flag)]
-            if len(records) < CONTACTS_PAGE_SIZE:
-                return out
-            page += 1
+        return [str(c["ContactID"]) for c in self.contact_list(tenant) if c.get(self.contact_flag)]
+
+    def contact_list(self, tenant: str) -> list[dict[str, Any]]:
+        """The organisation's contacts (summary only), read once a run for both aged reports."""
+        cache = self.xero_tap.reference_tables
+        key = (tenant, "Contacts")
+        if key not in cache:
+            contacts: list[dict[str, Any]] = []
+            page = 1
+            while True:
+                body = self.get_json(
+                    tenant,
+                    "/Contacts",
+                    {"page": page, "pageSize": CONTACTS_PAGE_SIZE, "summaryOnly": "true"},
+                )
+                records = body.get("Contacts") or []
+                contacts += [
+                    {k: c.get(k) for k in ("ContactID", "IsCustomer", "IsSupplier")}
+                    for c in records
+                ]
+                if len(records) < CONTACTS_PAGE_SIZE:
+                    break
+                page += 1
+            cache[key] = contacts
+        found: list[dict[str, Any]] = cache[key]
+        return found
 
     @override
     def plan(self, context: Context | None) -> list[Call]:

@@ -11,9 +11,11 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tap_xero.auth import XeroAuthError, XeroTokenManager, describe_connections, login
+from tap_xero.check import check_organisation, report
 from tap_xero.settings import SettingsError, load_config
 from tap_xero.tap import TapXero
 
@@ -32,6 +34,17 @@ def _split_leading_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             configs.append(argv[index + 1])
         index += 2
     return configs, list(argv[index:])
+
+
+def _leading_value(argv: Sequence[str], names: Sequence[str]) -> str | None:
+    """The value of a leading SDK file option (e.g. Meltano's `--catalog FILE`), if given."""
+    found = None
+    index = 0
+    while index + 1 < len(argv) and argv[index] in _LEADING_FILE_OPTIONS:
+        if argv[index] in names:
+            found = argv[index + 1]
+        index += 2
+    return found
 
 
 def _auth_parser() -> argparse.ArgumentParser:
@@ -65,6 +78,15 @@ def _auth_parser() -> argparse.ArgumentParser:
         "tenants", parents=[common], help="list the organisations the stored token grants"
     )
     tenants.add_argument("--format", choices=["text", "json"], default="text")
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help=(
+            "per organisation: which selected streams the connection can read (and why not), "
+            "the calls left today and the day limit; one call per endpoint"
+        ),
+    )
+    check.add_argument("--catalog", help="Singer catalog whose selected streams to check")
     return parser
 
 
@@ -72,9 +94,10 @@ def auth_main(
     argv: Sequence[str],
     *,
     extra_configs: Sequence[str] = (),
+    extra_catalog: str | None = None,
     opener: Callable[[str], object] | None = None,
 ) -> int:
-    """`tap-xero auth login|tenants`; returns the exit status. `opener` is for tests."""
+    """`tap-xero auth login|tenants|check`; returns the exit status. `opener` is for tests."""
     args = _auth_parser().parse_args(list(argv))
     logger = logging.getLogger("tap-xero.auth")
     if not logger.handlers:
@@ -87,6 +110,8 @@ def auth_main(
         config = load_config([*extra_configs, *args.config])
         if args.command == "login":
             return _login(args, config, logger, opener)
+        if args.command == "check":
+            return _check(config, args.catalog or extra_catalog)
         manager = XeroTokenManager(config, logger)
         connections = manager.connections()
     except (XeroAuthError, SettingsError) as exc:
@@ -98,6 +123,28 @@ def auth_main(
         sys.stdout.write(f"Organisations granted ({manager.mode}):\n")
         for line in describe_connections(connections):
             sys.stdout.write(f"  {line}\n")
+    return 0
+
+
+def _check(config: dict[str, Any], catalog_path: str | None) -> int:
+    """Print what each organisation lets the selected streams read; 1 when nothing at all."""
+    catalog = None
+    if catalog_path:
+        try:
+            catalog = json.loads(Path(catalog_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            msg = f"cannot read the catalog {catalog_path}: {exc.__class__.__name__}"
+            raise XeroAuthError(msg) from None
+    tap = TapXero(config=config, catalog=catalog, validate_config=False)
+    results = [check_organisation(tap, tenant) for tenant in tap.tenant_ids]
+    for line in report(results):
+        sys.stdout.write(line + "\n")
+    if not any(org.readable for org in results):
+        sys.stderr.write(
+            "tap-xero auth check: nothing selected can be read: grant the scopes above "
+            "(run `tap-xero auth login` again) or change the app's tier\n"
+        )
+        return 1
     return 0
 
 
@@ -150,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     configs, rest = _split_leading_options(args)
     if rest and rest[0] == "auth":
-        sys.exit(auth_main(rest[1:], extra_configs=configs))
+        catalog = _leading_value(args, ("--catalog", "--properties"))
+        sys.exit(auth_main(rest[1:], extra_configs=configs, extra_catalog=catalog))
     if rest and rest[0] == "webhooks":
         from tap_xero.webhooks.serve import webhooks_main
 

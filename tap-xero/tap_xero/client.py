@@ -385,6 +385,14 @@ class XeroStream(RESTStream[Any]):
         path = urlsplit((request.url if request is not None else None) or "").path
         return path.removeprefix(urlsplit(self.url_base).path) or self.path
 
+    def probe_params(self) -> dict[str, Any]:
+        """The query of the smallest answer this endpoint gives (for `auth check`)."""
+        if self.paging == "page_size":
+            return {"page": 1, "pageSize": 1}
+        if self.paging == "offset":
+            return {"offset": 2**31 - 1}  # past every journal: an empty page
+        return {}
+
     def refusal_facts(self, endpoint: str) -> tuple[tuple[str, ...], str | None]:
         """The scopes and tier that open `endpoint`, for the message of a refusal."""
         return self.scopes, self.tier if endpoint == self.path else None

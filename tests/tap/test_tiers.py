@@ -95,3 +95,53 @@ def test_every_selected_schema_comes_before_any_record_and_the_summary_counts_by
         (line,) = [line for line in summary if tenant in line]
         assert f" {calls[tenant]} calls" in line
         assert " 0 bytes" not in line
+
+
+def auth_check(tmp_path, config, *extra):
+    import json
+    import subprocess
+
+    from tests.tap.xero_helpers import TAP
+
+    path = tmp_path / "check-config.json"
+    path.write_text(json.dumps(config))
+    return subprocess.run(
+        [TAP, "auth", "check", "--config", str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_auth_check_says_per_organisation_what_it_can_read_with_one_call_per_endpoint(
+    world, tmp_path
+):
+    from tap_xero.tap import TapXero
+
+    _, proxy, config = world
+    starter, advanced = config["tenant_ids"]
+    proxy.refuse("/Journals", 403, FORBIDDEN, tenant=starter)
+    done = auth_check(tmp_path, config)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    blocks = {t: out[out.index(t) :] for t in (starter, advanced)}
+    assert "not readable: journals:" in blocks[starter].split(advanced)[0]
+    assert "Advanced tier" in out
+    assert "not readable: journals:" not in blocks[advanced].split(starter)[0]
+    assert "calls left today" in out
+    # One call per distinct endpoint: child streams and cash journals share their endpoint.
+    paths = {s.path for s in TapXero(config=config, validate_config=False).streams.values()
+             if hasattr(s, "collection") and s.selected}  # fmt: skip
+    for tenant in (starter, advanced):
+        seen = [s.path for s in proxy.seen if s.tenant == tenant]
+        assert len(seen) == len(set(seen)) == len(paths), sorted(seen)
+
+
+def test_auth_check_fails_when_nothing_can_be_read(world, tmp_path):
+    _, proxy, config = world
+    proxy.refuse("", 403, FORBIDDEN)  # every endpoint, every organisation
+    done = auth_check(tmp_path, config)
+    assert done.returncode == 1
+    assert "nothing selected can be read" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -49,6 +49,7 @@ PATH_KEY = "path"  # in a request context: another endpoint (a reference table)
 # The reference tables the reports read, and the scopes that open them.
 REFERENCE_SCOPES = {"/Accounts": access.SETTINGS, "/Contacts": access.CONTACTS}
 CONTACTS_PAGE_SIZE = 1000
+NIL_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class ReportStream(XeroStream):
@@ -135,6 +136,13 @@ class ReportStream(XeroStream):
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         yield response_body(response)  # a whole report: `read` flattens it with its call
+
+    @override
+    def probe_params(self) -> dict[str, Any]:
+        today = self._today().isoformat()
+        # One date serves every report (extra parameters are ignored); aged reports need a
+        # contact: the nil id answers without data, or with the refusal.
+        return {"date": today, "fromDate": today, "toDate": today, "contactId": NIL_ID}
 
     @override
     def refusal_facts(self, endpoint: str) -> tuple[tuple[str, ...], str | None]:

@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import requests
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_xero.auth import XeroAuthError, XeroTokenManager, describe_connections, login
 from tap_xero.check import check_organisation, report
-from tap_xero.settings import SettingsError, load_config
+from tap_xero.settings import SettingsError, load_config, with_defaults
 from tap_xero.tap import TapXero
 
 SUBCOMMANDS = ("auth", "webhooks")
@@ -203,10 +208,75 @@ def main(argv: Sequence[str] | None = None) -> None:
         from tap_xero.webhooks.serve import webhooks_main
 
         sys.exit(webhooks_main(rest[1:], extra_configs=configs))
-    if argv is None:
-        TapXero.cli()
-    else:
-        TapXero.cli.main(args=args)
+    if not _debug():
+        problem = _config_problem(args)
+        if problem is not None:
+            _fail(
+                f"setting {problem}; fix it in the tap's config (meltano config tap-xero set ...)"
+            )
+    try:
+        TapXero.cli.main(args=args, prog_name="tap-xero")
+    except Exception as exc:
+        if _debug():
+            raise
+        _fail(_one_line(exc))
+
+
+def _debug() -> bool:
+    """Tracebacks only at debug level (TAP_XERO_LOGLEVEL or LOGLEVEL)."""
+    level = os.environ.get("TAP_XERO_LOGLEVEL") or os.environ.get("LOGLEVEL") or ""
+    return level.upper() == "DEBUG"
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"tap-xero: error: {message}\n")
+    sys.exit(1)
+
+
+def _config_problem(argv: Sequence[str]) -> str | None:
+    """The first bad setting of the config files on the command line (None: all fine)."""
+    if "--about" in argv or "--help" in argv or "--version" in argv:
+        return None
+    paths = [argv[i + 1] for i, item in enumerate(argv[:-1]) if item == "--config"]
+    if not paths:
+        return None
+    try:
+        config = load_config(paths) if "ENV" in paths else _files(paths)
+    except SettingsError as exc:
+        return str(exc)
+    _, errors = with_defaults(config)
+    return errors[0] if errors else None
+
+
+def _files(paths: Sequence[str]) -> dict[str, Any]:
+    """The config files merged (no environment: the SDK reads it only for `--config ENV`)."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            msg = f"cannot read the config file {path}: {exc.__class__.__name__}"
+            raise SettingsError(msg) from None
+        if isinstance(data, dict):
+            config.update(data)
+    return config
+
+
+def _one_line(exc: BaseException) -> str:
+    """What went wrong and what to do, on one line, for any error that ends a run."""
+    if isinstance(exc, requests.RequestException):
+        url = getattr(exc.request, "url", None) or "Xero"
+        host = urllib.parse.urlsplit(str(url)).netloc or str(url)
+        return (
+            f"cannot reach {host} ({type(exc).__name__}) after every retry: check api_url "
+            "and the network (proxy, DNS, firewall); the next run carries on from the state"
+        )
+    if isinstance(exc, RetriableAPIError):
+        return f"Xero kept failing ({' '.join(str(exc).split())}); the next run carries on"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (XeroAuthError, SettingsError, FatalAPIError)):
+        return text
+    return f"{type(exc).__name__}: {text} (run with TAP_XERO_LOGLEVEL=DEBUG for the traceback)"
 
 
 if __name__ == "__main__":

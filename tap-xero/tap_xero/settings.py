@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 from singer_sdk.configuration._dict_config import parse_environment_config
@@ -369,6 +370,9 @@ class TapSettings:
                 values[item.name] = raw if isinstance(raw, bool) else str(raw).lower() == "true"
             else:
                 values[item.name] = str(raw)
+        problems = url_errors(config)
+        if problems:
+            raise SettingsError(problems[0])
         return cls(**values)
 
     @property
@@ -395,6 +399,22 @@ def _number(name: str, raw: Any, kind: type[int] | type[float]) -> int | float:
         raise SettingsError(msg) from None
 
 
+URL_SETTINGS = ("api_url", "identity_url", "connections_url")
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def url_errors(config: Mapping[str, Any]) -> list[str]:
+    """Xero URLs that would carry tokens in the clear: http:// is for a local sandbox only."""
+    errors = []
+    for name in URL_SETTINGS:
+        url = urlsplit(str(config.get(name) or ""))
+        if url.scheme == "http" and url.hostname not in LOOPBACK:
+            errors.append(f"{name}: {url.geturl()} is http:// on another host; use https://")
+        elif url.scheme not in ("http", "https", ""):
+            errors.append(f"{name}: {url.geturl()} is not an http(s) URL")
+    return errors
+
+
 def with_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The config with the schema's defaults filled in, and its validation errors."""
     filled = dict(config)
@@ -403,7 +423,7 @@ def with_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
         f"{'.'.join(str(p) for p in error.path) or 'config'}: {error.message}"
         for error in validator.iter_errors(filled)
     ]
-    return filled, errors
+    return filled, errors + url_errors(filled)
 
 
 def load_config(paths: Sequence[str]) -> dict[str, Any]:

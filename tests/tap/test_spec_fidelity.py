@@ -61,6 +61,9 @@ def test_a_second_run_sends_if_modified_since_as_a_date_time_with_offset(world):
     sent = [s.headers.get("If-Modified-Since") for s in proxy.requests_to("/Invoices")]
     assert sent, "no request reached /Invoices"
     assert all(value and DATE_TIME_WITH_OFFSET.match(value) for value in sent), sent
+    # Fewest bytes: every call asks Xero for a compressed answer.
+    encodings = {s.headers.get("Accept-Encoding", "") for s in proxy.requests_to("/Invoices")}
+    assert all("gzip" in e for e in encodings), encodings
 
 
 def _rewrite_invoices(change: Any) -> Any:

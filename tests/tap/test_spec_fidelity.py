@@ -106,3 +106,18 @@ def test_odd_replication_values_never_stop_a_run_nor_reach_a_bookmark(world, cas
     assert final == max(d for d in emitted if d and DATE_TIME_WITH_OFFSET.match(d))
     again = run_tap(tmp_path, config, selected={"invoices"}, state=run.states[-1], tag="again")
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_the_chart_of_accounts_is_read_once_per_organisation_for_stream_and_reports(world):
+    sbx, proxy, factory, tokens = world
+    tmp_path = factory.mktemp("accounts")
+    config = via(proxy, tap_config(sbx, tmp_path, token_store_path=str(tokens)))
+    proxy.seen.clear()
+    run = run_tap(
+        tmp_path, {**config, "report_history_months": 1}, selected={"accounts", "trial_balance"}
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.records["accounts"] and run.records["trial_balance"]
+    assert len(proxy.requests_to("/Accounts")) == len(config["tenant_ids"])
+    named = [r for r in run.records["trial_balance"] if r["account_id"]]
+    assert named and all(r["account_code"] or r["account_name"] for r in named)

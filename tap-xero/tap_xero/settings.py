@@ -303,6 +303,11 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
 _DefaultsValidator = extend_validator_with_defaults(DEFAULT_JSONSCHEMA_VALIDATOR)
 
 
+def default(name: str) -> Any:
+    """A setting's default, as the schema states it (for code handed a partial mapping)."""
+    return CONFIG_SCHEMA["properties"][name]["default"]
+
+
 class SettingsError(ValueError):
     """A setting is missing or out of range; the message names it and the fix."""
 

@@ -23,7 +23,8 @@ Kind = Literal["stream", "connection", "role", "proxy"]
 
 
 class StreamRefusedError(Exception):
-    """Xero refused one stream's endpoint to one organisation (tier or scope)."""
+    """Xero refused one stream's endpoint to one organisation (tier or scope): a 403, or a
+    401 whose `WWW-Authenticate` says `insufficient_scope` (RFC 6750)."""
 
     def __init__(self, response: requests.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
@@ -39,11 +40,12 @@ class Refusal:
     organisation: str
     endpoint: str
     cause: str
+    status: int = 403
 
     def line(self) -> str:
         return (
             f"{self.stream} is not readable for organisation {self.organisation}: Xero refused "
-            f"GET {self.endpoint} (HTTP 403). Likely cause: {self.cause}"
+            f"GET {self.endpoint} (HTTP {self.status}). Likely cause: {self.cause}"
         )
 
 

@@ -76,16 +76,21 @@ def _get(
     return response
 
 
+def _is_report(stream: XeroStream) -> bool:
+    return stream.path.startswith("/Reports/")
+
+
 def _why(response: requests.Response, stream: XeroStream) -> str | None:
     """None when the endpoint answered as a readable one; else why it is not readable."""
     status = response.status_code
-    if status == 401:
+    scope_refused = "insufficient_scope" in response.headers.get("WWW-Authenticate", "")
+    if status == 401 and not scope_refused:
         raise unauthorized_error()
     if status == 429 and response.headers.get("X-Rate-Limit-Problem", "").lower() == "day":
         raise DailyBudgetExhaustedError
-    if status != 403:
+    if status not in (401, 403):
         return None if status < 500 else f"Xero answered HTTP {status}; try again later"
-    kind = access.kind_of(response, report=stream.path.startswith("/Reports/"))
+    kind = "stream" if scope_refused else access.kind_of(response, report=_is_report(stream))
     if kind == "proxy":
         return access.proxy_message(stream.path, stream.url_base)
     if kind == "role":

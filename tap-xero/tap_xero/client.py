@@ -350,6 +350,8 @@ class XeroStream(RESTStream[Any]):
         status = response.status_code
         if status == 404 and self._by_id(request):
             return  # a record named by a webhook that no longer exists: nothing to emit
+        if status == 401 and "insufficient_scope" in response.headers.get("WWW-Authenticate", ""):
+            raise StreamRefusedError(response)  # the token lacks this endpoint's scope
         if status == 401:
             if request is not None and first_401(request):
                 self.xero_tap.token_manager.invalidate(_bearer(request))
@@ -493,6 +495,7 @@ class XeroStream(RESTStream[Any]):
             organisation_label(tenant, self.xero_tap.organisations),
             endpoint,
             access.cause(endpoint, scopes, tier),
+            exc.response.status_code,
         )
         if self.settings.on_forbidden_stream == "fail":
             msg = f"{refusal.line()} (on_forbidden_stream is 'fail')"

@@ -60,12 +60,19 @@ class RecordingProxy:
         self._thread.start()
 
     def refuse(
-        self, suffix: str, status: int, body: Any, *, tenant: str | None = None, html: bool = False
+        self,
+        suffix: str,
+        status: int,
+        body: Any,
+        *,
+        tenant: str | None = None,
+        html: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer GETs whose path ends with `suffix` (for one tenant, or all) with `body`."""
         raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         kind = "text/html; charset=utf-8" if html else "application/json"
-        self.canned[(suffix, tenant)] = Canned(status, raw, kind)
+        self.canned[(suffix, tenant)] = Canned(status, raw, kind, dict(headers or {}))
 
     def _answer_for(self, path: str, tenant: str) -> Canned | None:
         for (suffix, who), canned in self.canned.items():
@@ -80,7 +87,8 @@ class RecordingProxy:
         seen = Seen(url.path, parse_qs(url.query), headers, tenant=tenant)
         canned = self._answer_for(url.path, tenant)
         if canned is not None:
-            status, body, ctype, extra = canned.status, canned.body, canned.content_type, {}
+            status, body, ctype = canned.status, canned.body, canned.content_type
+            extra = dict(canned.headers)
         else:
             forward = {k: v for k, v in headers.items() if k.lower() not in ("host",)}
             answer = requests.get(self.upstream + handler.path, headers=forward, timeout=30)

@@ -59,6 +59,19 @@ def test_a_refused_full_table_stream_sends_no_activate_version(world, tmp_path):
     assert len(closing) <= 1  # the SDK's opening one at most, never the closing one
 
 
+def test_a_401_for_a_missing_scope_skips_the_stream_without_blaming_the_token(world, tmp_path):
+    _, proxy, config = world
+    unauthorized = {"Title": "Unauthorized", "Status": 401, "Detail": "AuthorizationUnsuccessful"}
+    challenge = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+    proxy.refuse("/Budgets", 401, unauthorized, headers=challenge)
+    run = run_tap(tmp_path, config, selected={"budgets", "currencies"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "budgets is not readable" in run.stderr
+    assert "accounting.budgets.read" in run.stderr
+    assert run.records["currencies"]
+    assert len(proxy.requests_to("/Budgets")) == len(config["tenant_ids"])  # no token retry
+
+
 def test_on_forbidden_stream_fail_stops_with_the_same_line(world, tmp_path):
     _, proxy, config = world
     proxy.refuse("/Journals", 403, FORBIDDEN, tenant=config["tenant_ids"][0])

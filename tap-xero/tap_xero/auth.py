@@ -28,14 +28,17 @@ import requests
 import requests.auth
 from typing_extensions import override
 
+from tap_xero.settings import default
 from tap_xero.token_store import TokenState, TokenStore, TokenStoreError
 
-DEFAULT_IDENTITY_URL = "https://identity.xero.com"
-DEFAULT_CONNECTIONS_URL = "https://api.xero.com/connections"
+# The settings' defaults, as the settings schema states them (written once, there).
+DEFAULT_IDENTITY_URL: str = default("identity_url")
+DEFAULT_CONNECTIONS_URL: str = default("connections_url")
+DEFAULT_TOKEN_STORE_PATH: str = default("token_store_path")
+DEFAULT_REDIRECT_URI: str = default("redirect_uri")
+DEFAULT_SCOPE_STYLE: str = default("scope_style")
 # Xero serves the consent page from login.xero.com, not from the token host.
 XERO_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
-DEFAULT_TOKEN_STORE_PATH = ".secrets/xero-tokens.json"  # noqa: S105 - a path
-DEFAULT_REDIRECT_URI = "http://localhost:8765/callback"
 
 # An access token is handed out only if it stays valid this much longer (or, for the short
 # lifetimes of a time-scaled sandbox, a quarter of its lifetime).
@@ -125,7 +128,7 @@ def requested_scopes(config: Mapping[str, Any]) -> list[str]:
     if raw:
         scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
     else:
-        style = str(config.get("scope_style") or "granular")
+        style = str(config.get("scope_style") or DEFAULT_SCOPE_STYLE)
         if style not in {"broad", "granular"}:
             msg = f"scope_style must be 'broad' or 'granular', not {style!r}"
             raise XeroAuthError(msg)

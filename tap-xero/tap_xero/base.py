@@ -12,8 +12,9 @@ from typing import Any
 
 from singer_sdk import Tap
 
+from tap_xero.access import Refusal
 from tap_xero.auth import XeroBearerAuth, XeroTokenManager
-from tap_xero.connections import granted_tenants
+from tap_xero.connections import granted_tenants, organisation_label
 from tap_xero.limits import LimitSettings, RateLimiters
 from tap_xero.settings import CONFIG_SCHEMA, TapSettings
 from tap_xero.webhooks.consume import WebhookConsumer
@@ -24,6 +25,8 @@ class XeroTapBase(Tap):
 
     name = "tap-xero"
     config_jsonschema = CONFIG_SCHEMA
+    _run_started = False  # start_run has written the SCHEMAs
+    _streams_logged = 0  # streams whose costs sync_all has logged
 
     @cached_property
     def settings(self) -> TapSettings:
@@ -48,6 +51,11 @@ class XeroTapBase(Tap):
     def organisations(self) -> list[dict[str, Any]]:
         """The organisations to read: `tenant_ids`, checked against `/connections`."""
         return granted_tenants(self.token_manager, self.settings.tenant_ids or None)
+
+    @cached_property
+    def refusals(self) -> list[Refusal]:
+        """Streams the connection may not read, per organisation, met during this run."""
+        return []
 
     @cached_property
     def reference_tables(self) -> dict[tuple[str, str], Any]:
@@ -75,3 +83,42 @@ class XeroTapBase(Tap):
             if getattr(s, "webhook_fetch", None) and s.selected
         ]
         return WebhookConsumer.open(path, self.state, consuming, self.tenant_ids, self.logger)
+
+    def start_run(self) -> None:
+        """Once, as the first stream starts: every selected stream's SCHEMA before any record.
+
+        A target learns every table first, even one that a spent budget or a refusal leaves
+        without records. (`Tap.sync_all` is final; the first stream's `get_records` calls
+        this before it reads anything.)
+        """
+        if self._run_started:
+            return
+        self._run_started = True
+        for stream in self.streams.values():
+            if stream.selected:
+                # Private: the SDK writes a stream's SCHEMA only when the stream starts.
+                stream._write_schema_message()
+
+    def stream_costs_logged(self) -> None:
+        """`Tap.sync_all` logs every stream's costs last: after the last one, the run summary."""
+        self._streams_logged += 1
+        if self._streams_logged == len(self.streams):
+            self.log_summary()
+
+    def log_summary(self) -> None:
+        """Calls and bytes received per organisation, and the streams it could not read."""
+        for tenant, limiter in self.limiters.items():
+            if not tenant:
+                continue
+            left = limiter.day_left
+            day = "day limit unknown" if left is None else f"{left} calls left today"
+            self.logger.info(
+                "Run summary for organisation %s: %d calls, %d bytes received (%.1f KiB); %s",
+                organisation_label(tenant, self.organisations),
+                limiter.calls,
+                limiter.received_bytes,
+                limiter.received_bytes / 1024,
+                day,
+            )
+        for refusal in self.refusals:
+            self.logger.warning("Run summary: not read: %s", refusal.line())

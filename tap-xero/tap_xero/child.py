@@ -56,6 +56,11 @@ class XeroChildStream(Stream):
         return False  # each page's lines arrive on their own: never replace the table
 
     @override
+    def log_sync_costs(self) -> None:
+        super().log_sync_costs()
+        self.xero_tap.stream_costs_logged()
+
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         parent = next(s for s in self.xero_tap.streams.values() if type(s) is self.parent_type)
         assert isinstance(parent, XeroStream)

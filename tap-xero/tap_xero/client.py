@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
@@ -29,7 +29,15 @@ from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
-from tap_xero.connections import forbidden_error, unauthorized_error
+from tap_xero import access
+from tap_xero.access import StreamRefusedError
+from tap_xero.auth import XeroAuthError
+from tap_xero.connections import (
+    connection_error,
+    forbidden_error,
+    organisation_label,
+    unauthorized_error,
+)
 from tap_xero.limits import DailyBudgetExhaustedError
 from tap_xero.pagination import (
     FIXED_PAGE_SIZE,
@@ -77,9 +85,14 @@ WebhookFetch = Literal["IDs", "path"]
 RequestFunc = Callable[[requests.PreparedRequest, "Context | None"], requests.Response]
 
 
-def _instant(value: str) -> datetime:
-    """An ISO-8601 timestamp as an aware datetime (`Z` accepted on Python 3.10)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+def _instant(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware datetime (`Z` accepted on Python 3.10); else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -105,6 +118,8 @@ class XeroStream(RESTStream[Any]):
     include_archived: ClassVar[bool] = False  # `includeArchived=true`
     include_deleted: ClassVar[bool] = False  # `includeDeleted=true`
     payments_only: ClassVar[bool] = False  # `paymentsOnly=true` (cash-basis journals)
+    scopes: ClassVar[tuple[str, str]]  # read scopes (granular, broad): see tap_xero.access
+    tier: ClassVar[str | None] = None  # the app tier the endpoint needs, beyond Starter
     # Webhooks name this stream's records: fetch them by "IDs" (batched filter) or by
     # "path" (`GET /{path}/{id}`, where the spec has no `IDs`); None: not consumed.
     webhook_fetch: ClassVar[WebhookFetch | None] = None
@@ -186,7 +201,8 @@ class XeroStream(RESTStream[Any]):
         # it is how hard deletes reach a destination); never send it for a table an
         # organisation's spent budget will leave unread.
         spent = any(limiter.exhausted for _, limiter in self.xero_tap.limiters.items())
-        return self.settings.emit_activate_version_messages and not spent
+        refused = any(r.stream == self.name for r in self.xero_tap.refusals)
+        return self.settings.emit_activate_version_messages and not (spent or refused)
 
     # Private: the SDK sends only the opening ACTIVATE_VERSION and has no hook for a
     # closing one after every partition was read.
@@ -243,7 +259,7 @@ class XeroStream(RESTStream[Any]):
         if start is None:
             return None
         start = start.astimezone(timezone.utc) - timedelta(seconds=1)
-        return start.strftime("%Y-%m-%dT%H:%M:%S")
+        return start.strftime("%Y-%m-%dT%H:%M:%SZ")  # the spec's date-time, with its offset
 
     @override
     def get_url(self, context: Context | None) -> str:
@@ -330,16 +346,19 @@ class XeroStream(RESTStream[Any]):
         tenant = _tenant_of(request)
         limiter = self._limiter(tenant)
         limiter.observe(response.headers)
+        limiter.received(_wire_size(response))
         status = response.status_code
         if status == 404 and self._by_id(request):
             return  # a record named by a webhook that no longer exists: nothing to emit
+        if status == 401 and "insufficient_scope" in response.headers.get("WWW-Authenticate", ""):
+            raise StreamRefusedError(response)  # the token lacks this endpoint's scope
         if status == 401:
             if request is not None and first_401(request):
                 self.xero_tap.token_manager.invalidate(_bearer(request))
                 raise ReauthoriseError(self.response_error_message(response), response)
             raise unauthorized_error()
         if status == 403:
-            raise forbidden_error(tenant, self.xero_tap.organisations, f"GET {self.path}")
+            self._refused(response, tenant)
         if status == 429:
             problem = response.headers.get("X-Rate-Limit-Problem", "").lower() or "unknown"
             if problem == "day":
@@ -350,6 +369,35 @@ class XeroStream(RESTStream[Any]):
                 self.response_error_message(response), response, wait=wait, problem=problem
             )
         super().validate_response(response)  # 5xx retried, other 4xx fatal
+
+    def _refused(self, response: requests.Response, tenant: str) -> NoReturn:
+        """A 403: one stream refused (skipped by `get_records`), or the whole connection."""
+        endpoint = self._endpoint_of(response.request)
+        kind = access.kind_of(response, report=endpoint.startswith("/Reports/"))
+        if kind == "stream":
+            raise StreamRefusedError(response)
+        if kind == "proxy":
+            raise XeroAuthError(access.proxy_message(endpoint, self.url_base))
+        if kind == "connection":
+            raise connection_error(tenant, self.xero_tap.organisations)
+        raise forbidden_error(tenant, self.xero_tap.organisations, f"GET {endpoint}")
+
+    def _endpoint_of(self, request: requests.PreparedRequest | None) -> str:
+        """The API path a request was for, e.g. `/Invoices` (without the base URL's path)."""
+        path = urlsplit((request.url if request is not None else None) or "").path
+        return path.removeprefix(urlsplit(self.url_base).path) or self.path
+
+    def probe_params(self) -> dict[str, Any]:
+        """The query of the smallest answer this endpoint gives (for `auth check`)."""
+        if self.paging == "page_size":
+            return {"page": 1, "pageSize": 1}
+        if self.paging == "offset":
+            return {"offset": 2**31 - 1}  # past every journal: an empty page
+        return {}
+
+    def refusal_facts(self, endpoint: str) -> tuple[tuple[str, ...], str | None]:
+        """The scopes and tier that open `endpoint`, for the message of a refusal."""
+        return self.scopes, self.tier if endpoint == self.path else None
 
     def _by_id(self, request: requests.PreparedRequest | None) -> bool:
         """A request for records by id (as webhooks name them), not for the collection."""
@@ -400,10 +448,18 @@ class XeroStream(RESTStream[Any]):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        self.xero_tap.start_run()
         try:
             yield from self.read(context)
         except DailyBudgetExhaustedError:
             self._budget_stop(context)
+        except StreamRefusedError as exc:
+            self._skip_refused(context, exc)
+
+    @override
+    def log_sync_costs(self) -> None:
+        super().log_sync_costs()
+        self.xero_tap.stream_costs_logged()
 
     def read(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """One partition's records: those its webhooks named, or the poll."""
@@ -417,13 +473,40 @@ class XeroStream(RESTStream[Any]):
         limiter = self._limiter(tenant)
         if limiter.announce_stop():
             self.logger.warning(
-                "Daily call budget reached for organisation %s (%d calls today, budget %d): "
-                "stopping its streams here; bookmarks are saved and the next run carries on.",
+                "Daily call budget reached for organisation %s (%s calls left today by Xero, "
+                "reserve %d, %d calls this run): stopping its streams here; bookmarks are "
+                "saved and the next run carries on.",
                 tenant,
-                limiter.used_today,
-                limiter.settings.daily_call_budget,
+                "unknown" if limiter.day_left is None else limiter.day_left,
+                limiter.settings.daily_call_reserve,
+                limiter.calls,
             )
         self.logger.info("Stopped %s for organisation %s: budget spent", self.name, tenant)
+        self._keep_safe_bookmark(context)
+
+    def _skip_refused(self, context: Context | None, exc: StreamRefusedError) -> None:
+        """The connection may not read this stream for this organisation: skip it, or fail."""
+        tenant = str((context or {}).get(TENANT_KEY, ""))
+        endpoint = self._endpoint_of(exc.response.request)
+        scopes, tier = self.refusal_facts(endpoint)
+        refusal = access.Refusal(
+            self.name,
+            tenant,
+            organisation_label(tenant, self.xero_tap.organisations),
+            endpoint,
+            access.cause(endpoint, scopes, tier),
+            exc.response.status_code,
+        )
+        if self.settings.on_forbidden_stream == "fail":
+            msg = f"{refusal.line()} (on_forbidden_stream is 'fail')"
+            raise XeroAuthError(msg)
+        self.xero_tap.refusals.append(refusal)
+        self.logger.warning(
+            "%s. Skipped; the other streams and organisations go on.", refusal.line()
+        )
+        self._keep_safe_bookmark(context)
+
+    def _keep_safe_bookmark(self, context: Context | None) -> None:
         if not self.is_sorted:
             # Records arrived in no order: the highest value seen is not a safe
             # bookmark for a partial read. Keep the previous one.
@@ -461,16 +544,15 @@ class XeroStream(RESTStream[Any]):
         """
         if not (self.is_sorted and self.incremental) or context.get(WEBHOOK_KEY):
             return False
-        value = row.get(self.replication_key or "")
+        value = _instant(row.get(self.replication_key or ""))
         bookmark = self._bookmark_instant(context)
-        return isinstance(value, str) and bookmark is not None and _instant(value) < bookmark
+        return value is not None and bookmark is not None and value < bookmark
 
     def _bookmark_instant(self, context: Context) -> datetime | None:
         """The partition's starting bookmark, parsed once per partition (not per record)."""
         tenant = str(context[TENANT_KEY])
         if tenant not in self._bookmarks:
-            start = self.get_starting_replication_key_value(context)
-            self._bookmarks[tenant] = _instant(start) if isinstance(start, str) else None
+            self._bookmarks[tenant] = _instant(self.get_starting_replication_key_value(context))
         return self._bookmarks[tenant]
 
     # -- webhooks: the records named by pending events, before the poll ---------------
@@ -509,14 +591,54 @@ class XeroStream(RESTStream[Any]):
         state[WEBHOOK_POSITION_KEY] = pending.position
         self.state_manager.is_flushed = False
 
-    # Private: the SDK has no public hook to keep a record from moving the bookmark.
+    # Private: the SDK has no public hook to decide which records may move a bookmark.
     @override
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
     ) -> None:
+        """Move the bookmark only with a record that can safely carry it.
+
+        Never with a record named by a webhook (out of order; the bookmark belongs to the
+        poll), nor with one whose replication value is missing or not a date-time (it is
+        emitted, but the next run could not start from it). A record older than the
+        bookmark of a sorted stream leaves it where it is instead of stopping the run: the
+        bookmark is the highest value of whole pages, which Xero orders among themselves.
+        """
         if context is not None and context.get(WEBHOOK_KEY):
-            return  # a record named by a webhook: the bookmark belongs to the poll
+            return
+        key = self.replication_key or ""
+        value = latest_record.get(key)
+        if not self._bookmarkable(value):
+            self.logger.warning(
+                "%s: a record has no usable %s (%r); it is emitted, the bookmark stays",
+                self.name,
+                key,
+                value,
+            )
+            return
+        if self.is_sorted and self._behind_bookmark(value, context):
+            self.logger.warning(
+                "%s: records out of %s order; the bookmark keeps its highest value", self.name, key
+            )
+            return
         super()._increment_stream_state(latest_record, context=context)
+
+    def _bookmarkable(self, value: Any) -> bool:
+        """A replication value the next run can start from."""
+        if isinstance(value, bool) or value is None:
+            return False
+        if isinstance(value, int):
+            return True
+        return _instant(value) is not None
+
+    def _behind_bookmark(self, value: Any, context: Context | None) -> bool:
+        current = self.get_context_state(context).get("replication_key_value")
+        if current is None:
+            return False
+        if isinstance(value, int) and isinstance(current, int):
+            return value < current
+        new, old = _instant(value), _instant(current)
+        return new is not None and old is not None and new < old
 
     # -- child streams: one hand-over per page, no extra call -------------------------
 
@@ -537,6 +659,12 @@ class XeroStream(RESTStream[Any]):
     def take_page(self) -> list[dict[str, Any]]:
         """The current page's parent records, for a child stream."""
         return self._page_buffer
+
+
+def _wire_size(response: requests.Response) -> int:
+    """Bytes of the body as sent (compressed when Xero compressed it), or as decoded."""
+    declared = response.headers.get("Content-Length", "")
+    return int(declared) if declared.isdigit() else len(response.content)
 
 
 def _bearer(request: requests.PreparedRequest) -> str:

@@ -75,6 +75,26 @@ def forbidden_error(
     return XeroAuthError(f"Xero refused {what} for organisation {label} (HTTP 403): {ROLE_HINT}")
 
 
+def organisation_label(tenant_id: str, granted: Sequence[Mapping[str, Any]] | None) -> str:
+    """`Name (id)` of an organisation of the connection, or its id."""
+    return next(
+        (tenant_label(c) for c in granted or () if str(c.get("tenantId")) == tenant_id),
+        tenant_id,
+    )
+
+
+def connection_error(tenant_id: str, granted: Sequence[Mapping[str, Any]] | None) -> XeroAuthError:
+    """A 403 `AuthenticationUnsuccessful`: the organisation's connection itself is refused."""
+    if granted is not None and tenant_id not in {str(c.get("tenantId")) for c in granted}:
+        return not_granted_error([tenant_id], granted)
+    return XeroAuthError(
+        f"Xero refused organisation {organisation_label(tenant_id, granted)} "
+        "(HTTP 403 AuthenticationUnsuccessful): its connection was removed, the organisation "
+        "is no longer active, or the user who authorised it lost access or changed role; "
+        f"{RELOGIN_HINT}"
+    )
+
+
 def unauthorized_error() -> XeroAuthError:
     """A 401 that survived a refresh: the connection itself is gone."""
     return XeroAuthError(

@@ -8,9 +8,11 @@ One `OrgLimiter` per organisation, shared by every stream of the run (through
 - at most `max_in_flight` calls at once;
 - none, for any organisation, while `X-AppMinLimit-Remaining` says the app's minute
   across all organisations is spent;
-- at most `daily_call_budget` calls a day, read from `X-DayLimit-Remaining` so that
-  earlier runs of the same day count too. Past the budget it raises
-  `DailyBudgetExhaustedError`, which the streams turn into a clean stop.
+- none once Xero's `X-DayLimit-Remaining` (the day's calls left, whatever the tier's
+  limit: 1,000 on Starter, 5,000 above) falls to `daily_call_reserve`, so earlier runs of
+  the same day and other apps count too; and at most `daily_call_budget` calls in this
+  run when that cap is set. Past either it raises `DailyBudgetExhaustedError`, which the
+  streams turn into a clean stop.
 
 A 429 is not waited out here: the stream's retry policy (`tap_xero.retry`) waits exactly
 `Retry-After` before the retry takes its next slot, so the two waits never add up.
@@ -32,7 +34,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tap_xero.settings import TapSettings
 
-XERO_DAY_LIMIT = 5000
+# Day limits per organisation by app tier (FACTS: Starter 1,000; Core and above 5,000).
+DAY_LIMITS = (1000, 5000)
 
 
 class DailyBudgetExhaustedError(Exception):
@@ -46,7 +49,8 @@ class LimitSettings:
     calls_per_minute: int
     window_seconds: float
     max_in_flight: int
-    daily_call_budget: int
+    daily_call_reserve: int
+    daily_call_budget: int | None = None  # a cap per run; None: only the reserve bounds it
 
     @classmethod
     def from_settings(cls, settings: TapSettings) -> LimitSettings:
@@ -54,6 +58,7 @@ class LimitSettings:
             calls_per_minute=settings.calls_per_minute,
             window_seconds=settings.rate_limit_window_seconds,
             max_in_flight=settings.max_in_flight,
+            daily_call_reserve=settings.daily_call_reserve,
             daily_call_budget=settings.daily_call_budget,
         )
 
@@ -130,6 +135,8 @@ class OrgLimiter:
         self._window_start: float | None = None  # latest moment the server window began
         self.calls = 0  # calls sent by this run
         self.day_remaining: int | None = None
+        self._sent_since_day = 0  # calls sent after the answer that set day_remaining
+        self.received_bytes = 0  # response bytes on the wire, this run
         self._spent = False  # Xero said the day is over (429 `day`)
         self._announced = False
 
@@ -142,14 +149,28 @@ class OrgLimiter:
 
     @property
     def exhausted(self) -> bool:
-        """No more calls today: the budget is spent, or Xero said the day's limit is."""
-        return self._spent or self.used_today >= self.settings.daily_call_budget
+        """No more calls today: Xero said so, its day is down to the reserve, or the cap is hit."""
+        if self._spent:
+            return True
+        budget = self.settings.daily_call_budget
+        if budget is not None and self.calls >= budget:
+            return True
+        left = self.day_left
+        return left is not None and left <= self.settings.daily_call_reserve
 
     @property
-    def used_today(self) -> int:
-        """Calls spent today: by the server's count when known, else this run's."""
-        server = XERO_DAY_LIMIT - self.day_remaining if self.day_remaining is not None else 0
-        return max(self.calls, server)
+    def day_left(self) -> int | None:
+        """Calls left today by Xero's last answer, less the calls sent since (None: unknown)."""
+        if self.day_remaining is None:
+            return None
+        return self.day_remaining - self._sent_since_day
+
+    @property
+    def day_limit(self) -> int | None:
+        """The smallest tier day limit consistent with what Xero said (None: unknown)."""
+        if self.day_remaining is None:
+            return None
+        return next((limit for limit in DAY_LIMITS if self.day_remaining < limit), None)
 
     def _wait_time(self, now: float) -> float:
         window = self.settings.window_seconds
@@ -174,6 +195,7 @@ class OrgLimiter:
                 if wait <= 0:
                     self._pending += 1
                     self.calls += 1
+                    self._sent_since_day += 1
                     self._app.sent()
                     if self._min_remaining is not None:
                         self._min_remaining -= 1
@@ -214,6 +236,12 @@ class OrgLimiter:
                 self._min_remaining = minute
             if day is not None:
                 self.day_remaining = day
+                self._sent_since_day = 0
+
+    def received(self, size: int) -> None:
+        """Count the bytes of one answer (the run summary reports egress per organisation)."""
+        with self._lock:
+            self.received_bytes += size
 
     def exhaust(self) -> None:
         """Xero says the day's limit is spent (429 `day`): stop for today."""

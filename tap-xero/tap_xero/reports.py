@@ -125,16 +125,22 @@ class Call:
 
 
 def months_to_read(
-    start: date | None, today: date, bookmark: date | None, closed_to_refresh: int
+    start: date | None,
+    today: date,
+    bookmark: date | None,
+    closed_to_refresh: int,
+    history_months: int | None = None,
 ) -> list[date]:
     """First days of the months to read, oldest first.
 
-    First run: from `start` (default: a year back). Later runs: the months still open at
-    the last run (from its bookmark) and `closed_to_refresh` closed months before them,
-    never before `start`.
+    First run: from `start` (default: a year back), but never more than `history_months`
+    months up to this one. Later runs: the months still open at the last run (from its
+    bookmark) and `closed_to_refresh` closed months before them, never before `start`.
     """
     last = month_start(today)
     first = month_start(start) if start is not None else add_months(last, -11)
+    if history_months is not None:
+        first = max(first, add_months(last, -(max(history_months, 1) - 1)))
     if bookmark is not None:
         reopen = add_months(month_start(min(bookmark, today)), -max(closed_to_refresh, 0))
         first = max(first, reopen)
@@ -229,7 +235,8 @@ def budget_summary_calls(months: list[date], ahead: int = 12) -> list[Call]:
     calls = []
     for i in range(0, len(wanted), MAX_PERIODS):
         take = wanted[i : i + MAX_PERIODS]
-        params = {"date": take[0].isoformat(), "periods": str(len(take)), "timeframe": "MONTH"}
+        # The spec's BudgetSummary `timeframe` is an integer: 1 (month), 3 (quarter), 12 (year).
+        params = {"date": take[0].isoformat(), "periods": str(len(take)), "timeframe": "1"}
         calls.append(Call("BudgetSummary", ACCRUAL, params, frozenset(take)))
     return calls
 

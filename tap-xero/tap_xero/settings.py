@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 from singer_sdk.configuration._dict_config import parse_environment_config
@@ -127,14 +128,23 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "daily_call_reserve",
+        th.IntegerType(minimum=0),
+        default=100,
+        title="Daily call reserve",
+        description=(
+            "Calls a day per organisation left for other apps: the run stops an organisation "
+            "cleanly (bookmarks saved, the next run carries on) once Xero's "
+            "X-DayLimit-Remaining falls to this (Starter tier: 1,000 calls a day, others 5,000)."
+        ),
+    ),
+    th.Property(
         "daily_call_budget",
         th.IntegerType(minimum=0),
-        default=4500,
         title="Daily call budget",
         description=(
-            "Calls a day per organisation this tap may spend (Xero allows 5,000 across all "
-            "apps). When it is spent the run stops cleanly, bookmarks saved, and the next "
-            "run carries on."
+            "At most this many calls per organisation in one run (optional cap; the day "
+            "itself is bounded by daily_call_reserve). The run stops cleanly when it is spent."
         ),
     ),
     th.Property(
@@ -181,6 +191,18 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=60,
         title="Request timeout (seconds)",
         description="Seconds to wait for Xero's answer to one call before retrying it.",
+    ),
+    th.Property(
+        "on_forbidden_stream",
+        th.StringType,
+        default="skip",
+        allowed_values=["skip", "fail"],
+        title="On forbidden stream",
+        description=(
+            "What to do when Xero refuses a stream to an organisation for the app's tier or "
+            "a missing scope (HTTP 403, e.g. journals below the Advanced tier): 'skip' it "
+            "with one warning while the other streams go on, or 'fail' the run."
+        ),
     ),
     th.Property(
         "emit_activate_version_messages",
@@ -246,6 +268,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Largest webhook delivery accepted; larger ones get 413, unstored.",
     ),
     th.Property(
+        "report_history_months",
+        th.IntegerType(minimum=1),
+        default=24,
+        title="Report history (months)",
+        description=(
+            "Months of report history the first run reads, this month included (never "
+            "before start_date). 24 months of the demo company's reports cost about 110 calls "
+            "per organisation, well inside a Starter app's 1,000-call day."
+        ),
+    ),
+    th.Property(
         "report_closed_periods_to_refresh",
         th.IntegerType(minimum=0),
         default=3,
@@ -268,6 +301,11 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
 ).to_dict()
 
 _DefaultsValidator = extend_validator_with_defaults(DEFAULT_JSONSCHEMA_VALIDATOR)
+
+
+def default(name: str) -> Any:
+    """A setting's default, as the schema states it (for code handed a partial mapping)."""
+    return CONFIG_SCHEMA["properties"][name]["default"]
 
 
 class SettingsError(ValueError):
@@ -299,13 +337,15 @@ class TapSettings:
     scope_style: str
     scopes: tuple[str, ...]
     redirect_uri: str
-    daily_call_budget: int
+    daily_call_reserve: int
+    daily_call_budget: int | None
     calls_per_minute: int
     max_in_flight: int
     rate_limit_window_seconds: float
     max_retries: int
     retry_backoff_seconds: float
     request_timeout: float
+    on_forbidden_stream: str
     emit_activate_version_messages: bool
     webhook_key: str | None
     webhook_event_store_path: str | None
@@ -314,6 +354,7 @@ class TapSettings:
     webhook_trigger_command: str | None
     webhook_debounce_seconds: float
     webhook_max_body_bytes: int
+    report_history_months: int
     report_closed_periods_to_refresh: int
     aged_reports_enabled: bool
 
@@ -328,12 +369,15 @@ class TapSettings:
                 values[item.name] = _strings(raw)
             elif raw is None or raw == "":
                 values[item.name] = None
-            elif kind in ("int", "float"):
-                values[item.name] = _number(item.name, raw, int if kind == "int" else float)
+            elif kind in ("int", "float", "int | None"):
+                values[item.name] = _number(item.name, raw, float if kind == "float" else int)
             elif kind == "bool":
                 values[item.name] = raw if isinstance(raw, bool) else str(raw).lower() == "true"
             else:
                 values[item.name] = str(raw)
+        problems = url_errors(config)
+        if problems:
+            raise SettingsError(problems[0])
         return cls(**values)
 
     @property
@@ -360,6 +404,22 @@ def _number(name: str, raw: Any, kind: type[int] | type[float]) -> int | float:
         raise SettingsError(msg) from None
 
 
+URL_SETTINGS = ("api_url", "identity_url", "connections_url")
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def url_errors(config: Mapping[str, Any]) -> list[str]:
+    """Xero URLs that would carry tokens in the clear: http:// is for a local sandbox only."""
+    errors = []
+    for name in URL_SETTINGS:
+        url = urlsplit(str(config.get(name) or ""))
+        if url.scheme == "http" and url.hostname not in LOOPBACK:
+            errors.append(f"{name}: {url.geturl()} is http:// on another host; use https://")
+        elif url.scheme not in ("http", "https", ""):
+            errors.append(f"{name}: {url.geturl()} is not an http(s) URL")
+    return errors
+
+
 def with_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The config with the schema's defaults filled in, and its validation errors."""
     filled = dict(config)
@@ -368,7 +428,7 @@ def with_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
         f"{'.'.join(str(p) for p in error.path) or 'config'}: {error.message}"
         for error in validator.iter_errors(filled)
     ]
-    return filled, errors
+    return filled, errors + url_errors(filled)
 
 
 def load_config(paths: Sequence[str]) -> dict[str, Any]:

@@ -100,10 +100,24 @@ class TokenStore:
             )
             raise TokenStoreError(msg) from None
 
+    def _check_lock_file(self) -> None:
+        """Fail at once in a folder where the lock file cannot be made (filelock would
+        retry until its timeout and then blame another run)."""
+        try:
+            os.close(os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            msg = (
+                f"cannot create the lock file in {self.path.parent} ({exc.strerror}): the "
+                "token store's folder must be writable; set token_store_path to a writable "
+                "location"
+            )
+            raise TokenStoreError(msg) from None
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's exclusive lock: other runs wait, never fail, while we refresh."""
         self._ensure_dir()
+        self._check_lock_file()
         if self._lock is None:
             self._lock = FileLock(str(self.lock_path), mode=0o600, thread_local=False)
         try:
@@ -114,6 +128,7 @@ class TokenStore:
                 f"{self._lock_timeout:.0f} s; is one stuck? Stop it and retry"
             )
             raise TokenStoreError(msg) from None
+
         try:
             yield
         finally:

@@ -109,14 +109,37 @@ def test_retry_after_is_waited_exactly_and_never_multiplied():
 
 def test_daily_budget_counts_earlier_runs_through_the_day_header():
     clock = FakeClock()
-    lim = limiter(clock, daily_call_budget=4500)
+    lim = limiter(clock, daily_call_reserve=500)
     call(lim, {"X-DayLimit-Remaining": "502"})  # 4498 spent today, by earlier runs too
     call(lim, {"X-DayLimit-Remaining": "501"})
-    assert lim.used_today == 4499
+    assert lim.day_left == 501
     call(lim, {"X-DayLimit-Remaining": "500"})
     with pytest.raises(DailyBudgetExhaustedError):
         call(lim)
     assert lim.exhausted
+
+
+def test_a_starter_day_of_1000_calls_is_read_from_the_header_not_assumed():
+    clock = FakeClock()
+    lim = limiter(clock, daily_call_reserve=100)
+    call(lim, {"X-DayLimit-Remaining": "999"})  # a Starter app: the day holds 1,000 calls
+    assert lim.day_limit == 1000
+    assert not lim.exhausted  # 5000 - 999 would have looked like 4,001 calls spent
+    call(lim, {"X-DayLimit-Remaining": "101"})
+    call(lim, {"X-DayLimit-Remaining": "100"})
+    with pytest.raises(DailyBudgetExhaustedError):
+        call(lim)
+
+
+@pytest.mark.parametrize(
+    "garbage", [{}, {"X-DayLimit-Remaining": "lots"}, {"X-DayLimit-Remaining": ""}]
+)
+def test_a_missing_or_garbage_day_header_is_tolerated(garbage):
+    lim = limiter(FakeClock(), daily_call_reserve=100)
+    for _ in range(3):
+        call(lim, garbage)
+    assert lim.day_left is None
+    assert not lim.exhausted
 
 
 def test_daily_budget_counts_own_calls_without_headers():

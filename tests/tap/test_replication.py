@@ -100,9 +100,23 @@ def test_full_table_reference_data_is_read_whole_each_run(runs):
     assert len(items) < len(of(runs["first"].records["items"], changed))  # the hard delete shows
 
 
-def test_bank_transfers_bookmark_on_created_date(runs):
-    partitions = runs["first"].states[-1]["bookmarks"]["bank_transfers"]["partitions"]
-    assert {p["replication_key"] for p in partitions} == {"CreatedDateUTC"}
+def test_bank_transfers_are_read_whole_so_a_deletion_shows(runs):
+    # A deleted transfer keeps its CreatedDateUTC at Xero: no If-Modified-Since sees it.
+    sbx, changed = runs["sbx"], runs["changed"]
+    transfers = of(runs["second"].records["bank_transfers"], changed)
+    assert sorted(t["BankTransferID"] for t in transfers) == sorted(
+        t["BankTransferID"] for t in truth(sbx, changed, "BankTransfers", includeDeleted="true")
+    )
+    kinds = [
+        m["type"]
+        for m in runs["second"].messages
+        if m.get("stream") == "bank_transfers" and m["type"] in ("ACTIVATE_VERSION", "RECORD")
+    ]
+    assert kinds[0] == kinds[-1] == "ACTIVATE_VERSION"
+    assert "bank_transfers" not in runs["second"].states[-1]["bookmarks"] or not any(
+        p.get("replication_key_value")
+        for p in runs["second"].states[-1]["bookmarks"]["bank_transfers"].get("partitions", [])
+    )
 
 
 def test_a_catalog_can_force_full_table(runs):

@@ -56,6 +56,16 @@ def test_months_first_run_and_later_runs():
     assert months_to_read(None, today, None, 3)[0] == date(2025, 12, 1)
 
 
+def test_report_history_bounds_the_first_run_not_later_ones():
+    today = date(2026, 11, 20)
+    bounded = months_to_read(date(2000, 1, 1), today, None, 3, history_months=24)
+    assert bounded[0] == date(2024, 12, 1)
+    assert len(bounded) == 24
+    assert months_to_read(START, today, None, 3, history_months=24)[0] == START
+    later = months_to_read(date(2000, 1, 1), date(2026, 12, 3), date(2026, 11, 30), 3, 24)
+    assert later == [date(2026, m, 1) for m in range(8, 13)]
+
+
 @pytest.mark.parametrize("count", [1, 2, 12, 13, 14, 25, 40])
 def test_profit_and_loss_plan_covers_each_month_once_with_whole_months(count):
     last = date(2026, 11, 1)
@@ -347,6 +357,7 @@ def test_calls_are_few_and_later_runs_reread_only_recent_months(report_run):
     assert _calls(report_run["stats"], tenant, "Reports/ProfitAndLoss") == len(planned) <= 6
     assert _calls(report_run["stats"], tenant, "Reports/TrialBalance") == 2 * len(months)
     assert _calls(report_run["stats"], tenant, "Accounts") == 1  # one lookup for all reports
+    assert _calls(report_run["stats"], tenant, "Contacts") == 1  # one list for both aged reports
     # Second run: the month open at the bookmark and one closed month before it.
     second_months = {r["period_start"] for r in report_run["second"].records["profit_and_loss"]}
     today = datetime.now(timezone.utc).date()

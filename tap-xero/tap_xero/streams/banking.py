@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from tap_xero import access
 from tap_xero.child import XeroChildStream
 from tap_xero.client import XeroStream
 
 
 class BankTransactionsStream(XeroStream):
     name = "bank_transactions"
+    scopes = access.BANKING
     collection = "BankTransactions"
     id_field = "BankTransactionID"
     paging = "page_size"
@@ -24,18 +26,22 @@ class BankTransactionLineItemsStream(XeroChildStream):
 
 
 class BankTransfersStream(XeroStream):
-    """Transfers have no UpdatedDateUTC: incremental on CreatedDateUTC, deleted included."""
+    """Read whole each run, deleted ones included, closed by ACTIVATE_VERSION.
+
+    Transfers have no UpdatedDateUTC, and deleting one leaves its CreatedDateUTC as it
+    was, so no If-Modified-Since can see a deletion; the collection is small.
+    """
 
     name = "bank_transfers"
+    scopes = access.BANKING
     collection = "BankTransfers"
     id_field = "BankTransferID"
-    modified_since = True
-    replication_key = "CreatedDateUTC"
     include_deleted = True
 
 
 class BatchPaymentsStream(XeroStream):
     name = "batch_payments"
+    scopes = access.PAYMENTS
     collection = "BatchPayments"
     id_field = "BatchPaymentID"
     modified_since = True
@@ -44,6 +50,7 @@ class BatchPaymentsStream(XeroStream):
 
 class PaymentsStream(XeroStream):
     name = "payments"
+    scopes = access.PAYMENTS
     collection = "Payments"
     id_field = "PaymentID"
     paging = "page_size"
@@ -54,6 +61,7 @@ class PaymentsStream(XeroStream):
 
 class OverpaymentsStream(XeroStream):
     name = "overpayments"
+    scopes = access.PAYMENTS
     collection = "Overpayments"
     id_field = "OverpaymentID"
     paging = "page_size"
@@ -64,6 +72,7 @@ class OverpaymentsStream(XeroStream):
 
 class PrepaymentsStream(XeroStream):
     name = "prepayments"
+    scopes = access.PAYMENTS
     collection = "Prepayments"
     id_field = "PrepaymentID"
     paging = "page_size"
@@ -76,6 +85,7 @@ class LinkedTransactionsStream(XeroStream):
     """Links are hard-deleted, invisible to a poll: read whole each run."""
 
     name = "linked_transactions"
+    scopes = access.INVOICES
     collection = "LinkedTransactions"
     id_field = "LinkedTransactionID"
     paging = "page"

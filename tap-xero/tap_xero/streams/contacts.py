@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tap_xero import access
 from tap_xero.client import XeroStream
 
 
@@ -9,6 +10,7 @@ class ContactsStream(XeroStream):
     """Archived contacts are hidden unless asked for: ask, so destinations see them."""
 
     name = "contacts"
+    scopes = access.CONTACTS
     collection = "Contacts"
     id_field = "ContactID"
     paging = "page_size"
@@ -21,5 +23,6 @@ class ContactsStream(XeroStream):
 
 class ContactGroupsStream(XeroStream):
     name = "contact_groups"
+    scopes = access.CONTACTS
     collection = "ContactGroups"
     id_field = "ContactGroupID"

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
+
+from tap_xero import access
 from tap_xero.child import XeroChildStream
-from tap_xero.client import XeroStream
+from tap_xero.client import TENANT_KEY, XeroStream
+from tap_xero.reports import Accounts
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
 
 
 class JournalsStream(XeroStream):
     """Immutable ledger entries, append-only: `offset` past the last JournalNumber."""
 
     name = "journals"
+    scopes = access.JOURNALS
+    tier = "Advanced"  # GET /Journals since 2 March 2026
     collection = "Journals"
     id_field = "JournalID"
     paging = "offset"
@@ -35,6 +47,7 @@ class ManualJournalsStream(XeroStream):
     """Ordering manual journals misbehaves at Xero: no `order`, bookmark at the end."""
 
     name = "manual_journals"
+    scopes = access.MANUAL_JOURNALS
     collection = "ManualJournals"
     id_field = "ManualJournalID"
     paging = "page_size"
@@ -51,10 +64,23 @@ class ManualJournalLinesStream(XeroChildStream):
 
 
 class AccountsStream(XeroStream):
-    """The chart of accounts; archived and deleted accounts stay visible by status."""
+    """The chart of accounts, read whole (one call); archived and deleted ones by status.
+
+    The report streams name each account's code and name from it: the whole chart read
+    here serves them too, so /Accounts is read once per organisation per run.
+    """
 
     name = "accounts"
+    scopes = access.SETTINGS
     collection = "Accounts"
     id_field = "AccountID"
-    modified_since = True
-    replication_key = "UpdatedDateUTC"
+
+    @override
+    def read(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        chart: list[dict[str, Any]] = []
+        for record in super().read(context):
+            # A copy of the lookup's fields: emitting drops deselected properties in place.
+            chart.append({k: record.get(k) for k in ("AccountID", "Code", "Name")})
+            yield record
+        tenant = str((context or {}).get(TENANT_KEY, ""))
+        self.xero_tap.reference_tables[(tenant, "Accounts")] = Accounts.from_records(chart)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from tap_xero import access
 from tap_xero.child import XeroChildStream
 from tap_xero.client import XeroStream
 
 
 class PurchaseOrdersStream(XeroStream):
     name = "purchase_orders"
+    scopes = access.INVOICES
     collection = "PurchaseOrders"
     id_field = "PurchaseOrderID"
     paging = "page_size"
@@ -25,6 +27,7 @@ class PurchaseOrderLineItemsStream(XeroChildStream):
 
 class ExpenseClaimsStream(XeroStream):
     name = "expense_claims"
+    scopes = access.EXPENSES
     collection = "ExpenseClaims"
     id_field = "ExpenseClaimID"
     modified_since = True
@@ -33,6 +36,7 @@ class ExpenseClaimsStream(XeroStream):
 
 class ReceiptsStream(XeroStream):
     name = "receipts"
+    scopes = access.EXPENSES
     collection = "Receipts"
     id_field = "ReceiptID"
     modified_since = True

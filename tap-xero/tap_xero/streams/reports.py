@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 from typing_extensions import override
 
+from tap_xero import access
 from tap_xero.client import TENANT_KEY, XeroStream
 from tap_xero.pagination import response_body
 from tap_xero.reports import (
@@ -45,7 +46,10 @@ if TYPE_CHECKING:
 
 PARAMS_KEY = "params"  # in a request context: the query of one planned call
 PATH_KEY = "path"  # in a request context: another endpoint (a reference table)
+# The reference tables the reports read, and the scopes that open them.
+REFERENCE_SCOPES = {"/Accounts": access.SETTINGS, "/Contacts": access.CONTACTS}
 CONTACTS_PAGE_SIZE = 1000
+NIL_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class ReportStream(XeroStream):
@@ -90,8 +94,13 @@ class ReportStream(XeroStream):
 
     def months(self, context: Context | None) -> list[date]:
         """The months this run reads for one organisation."""
-        closed = self.settings.report_closed_periods_to_refresh
-        return months_to_read(self._start_date(), self._today(), self._bookmark(context), closed)
+        return months_to_read(
+            self._start_date(),
+            self._today(),
+            self._bookmark(context),
+            self.settings.report_closed_periods_to_refresh,
+            self.settings.report_history_months,
+        )
 
     def plan(self, context: Context | None) -> list[Call]:
         """The calls of one organisation; by default one `date` (month end) call a month."""
@@ -128,6 +137,19 @@ class ReportStream(XeroStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         yield response_body(response)  # a whole report: `read` flattens it with its call
 
+    @override
+    def probe_params(self) -> dict[str, Any]:
+        today = self._today().isoformat()
+        # One date serves every report (extra parameters are ignored); aged reports need a
+        # contact: the nil id answers without data, or with the refusal.
+        return {"date": today, "fromDate": today, "toDate": today, "contactId": NIL_ID}
+
+    @override
+    def refusal_facts(self, endpoint: str) -> tuple[tuple[str, ...], str | None]:
+        if endpoint in REFERENCE_SCOPES:
+            return REFERENCE_SCOPES[endpoint], None
+        return super().refusal_facts(endpoint)
+
     def get_json(self, tenant: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """One GET of another endpoint through the same request path (limiter, auth, retries)."""
         context = {TENANT_KEY: tenant, PATH_KEY: path, PARAMS_KEY: params}
@@ -147,6 +169,7 @@ class ReportStream(XeroStream):
 class ProfitAndLossStream(ReportStream):
     """Monthly profit and loss, accrual and cash basis, 13 months a call."""
 
+    scopes = access.report_scopes("profitandloss")
     name = "profit_and_loss"
     report = "ProfitAndLoss"
 
@@ -158,6 +181,7 @@ class ProfitAndLossStream(ReportStream):
 class BalanceSheetStream(ReportStream):
     """Month-end balance sheets, accrual and cash basis, 13 month ends a call."""
 
+    scopes = access.report_scopes("balancesheet")
     name = "balance_sheet"
     report = "BalanceSheet"
 
@@ -169,6 +193,7 @@ class BalanceSheetStream(ReportStream):
 class TrialBalanceStream(ReportStream):
     """Month-end trial balances, accrual and cash basis (no `periods`: a call a month)."""
 
+    scopes = access.report_scopes("trialbalance")
     name = "trial_balance"
     report = "TrialBalance"
 
@@ -176,6 +201,7 @@ class TrialBalanceStream(ReportStream):
 class BankSummaryStream(ReportStream):
     """Monthly bank summary: opening, received, spent, closing per bank account."""
 
+    scopes = access.report_scopes("banksummary")
     name = "bank_summary"
     report = "BankSummary"
     bases = (ACCRUAL,)  # no paymentsOnly: bank movements are cash already
@@ -188,6 +214,7 @@ class BankSummaryStream(ReportStream):
 class ExecutiveSummaryStream(ReportStream):
     """Monthly executive summary (cash, profitability, balance sheet lines)."""
 
+    scopes = access.report_scopes("executivesummary")
     name = "executive_summary"
     report = "ExecutiveSummary"
     bases = (ACCRUAL,)
@@ -196,6 +223,7 @@ class ExecutiveSummaryStream(ReportStream):
 class BudgetSummaryStream(ReportStream):
     """The overall budget by account and month, from the first month read to a year ahead."""
 
+    scopes = access.report_scopes("budgetsummary")
     name = "budget_summary"
     report = "BudgetSummary"
     bases = (ACCRUAL,)
@@ -212,6 +240,7 @@ class AgedReportStream(ReportStream):
     true): an organisation with 2,000 customers spends 2,000 of its 5,000 daily calls.
     """
 
+    scopes = access.report_scopes("aged")
     selected_by_default = False
     bases = (ACCRUAL,)
     contact_flag: ClassVar[str]  # IsCustomer or IsSupplier
@@ -219,19 +248,32 @@ class AgedReportStream(ReportStream):
     def contacts(self, context: Context | None) -> list[str]:
         """Ids of the organisation's contacts that are customers (or suppliers)."""
         tenant = str((context or {}).get(TENANT_KEY, ""))
-        out: list[str] = []
-        page = 1
-        while True:
-            body = self.get_json(
-                tenant,
-                "/Contacts",
-                {"page": page, "pageSize": CONTACTS_PAGE_SIZE, "summaryOnly": "true"},
-            )
-            records = body.get("Contacts") or []
-            out += [str(c["ContactID"]) for c in records if c.get(self.contact_flag)]
-            if len(records) < CONTACTS_PAGE_SIZE:
-                return out
-            page += 1
+        return [str(c["ContactID"]) for c in self.contact_list(tenant) if c.get(self.contact_flag)]
+
+    def contact_list(self, tenant: str) -> list[dict[str, Any]]:
+        """The organisation's contacts (summary only), read once a run for both aged reports."""
+        cache = self.xero_tap.reference_tables
+        key = (tenant, "Contacts")
+        if key not in cache:
+            contacts: list[dict[str, Any]] = []
+            page = 1
+            while True:
+                body = self.get_json(
+                    tenant,
+                    "/Contacts",
+                    {"page": page, "pageSize": CONTACTS_PAGE_SIZE, "summaryOnly": "true"},
+                )
+                records = body.get("Contacts") or []
+                contacts += [
+                    {k: c.get(k) for k in ("ContactID", "IsCustomer", "IsSupplier")}
+                    for c in records
+                ]
+                if len(records) < CONTACTS_PAGE_SIZE:
+                    break
+                page += 1
+            cache[key] = contacts
+        found: list[dict[str, Any]] = cache[key]
+        return found
 
     @override
     def plan(self, context: Context | None) -> list[Call]:

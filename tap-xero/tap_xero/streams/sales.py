@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tap_xero import access
 from tap_xero.child import XeroChildStream
 from tap_xero.client import XeroStream
 
@@ -10,6 +11,7 @@ class InvoicesStream(XeroStream):
     """Sales invoices and bills; deleted and voided ones stay visible by status."""
 
     name = "invoices"
+    scopes = access.INVOICES
     collection = "Invoices"
     id_field = "InvoiceID"
     paging = "page_size"
@@ -29,6 +31,7 @@ class InvoiceLineItemsStream(XeroChildStream):
 
 class CreditNotesStream(XeroStream):
     name = "credit_notes"
+    scopes = access.INVOICES
     collection = "CreditNotes"
     id_field = "CreditNoteID"
     paging = "page_size"
@@ -49,6 +52,7 @@ class QuotesStream(XeroStream):
     """Quotes page by 100 (no pageSize)."""
 
     name = "quotes"
+    scopes = access.INVOICES
     collection = "Quotes"
     id_field = "QuoteID"
     paging = "page"
@@ -61,5 +65,6 @@ class RepeatingInvoicesStream(XeroStream):
     """Templates: no If-Modified-Since, so read whole."""
 
     name = "repeating_invoices"
+    scopes = access.INVOICES
     collection = "RepeatingInvoices"
     id_field = "RepeatingInvoiceID"

@@ -39,8 +39,8 @@ ENVIRONMENT = "sandbox"
 TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and time_scale
 # The Xero app the demo plays (`sandbox up --tier/--scopes`). Issue 13: flip to "starter" and
 # "granular" once tap-xero skips the streams a Starter connection may not read.
-DEFAULT_TIER = "advanced"
-DEFAULT_SCOPES = "broad"
+DEFAULT_TIER = "starter"  # the tier a typical user's app has (1,000 calls a day, no Journals)
+DEFAULT_SCOPES = "granular"  # apps created since March 2026
 WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
 ENV_FILE = WORKDIR / "sandbox.env"  # TAP_XERO_* / TARGET_POWERBI_* of the running sandboxes
 # A day of business in each organisation: what the second run has to pick up.
@@ -83,6 +83,18 @@ def write_env_file(env: Mapping[str, str]) -> None:
     ENV_FILE.touch(mode=0o600)
     lines = [f"{key}={shlex.quote(value)}" for key, value in sorted(env.items())]
     ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
+def egress_bytes(stats: Mapping[str, Any]) -> int:
+    """Bytes of Accounting API answers the Xero sandbox sent, as on the wire (gzip counted)."""
+    return sum(int(n) for tenant, n in stats.get("egress_bytes", {}).items() if tenant)
+
+
+def not_read(log: Path) -> list[str]:
+    """What tap-xero's run summary says the connection could not read (tier or scope), and why."""
+    marker = "Run summary: not read: "
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return sorted({line.split(marker, 1)[1].strip() for line in lines if marker in line})
 
 
 def api_calls(stats: Mapping[str, Any]) -> int:
@@ -327,14 +339,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Power BI: {sandboxes.powerbi_url}")
 
         print(f"\n1. meltano run --full-refresh {JOB} (environment '{ENVIRONMENT}')", flush=True)
-        seconds, _ = run_job(sandboxes, env, "first run", "--force", "--full-refresh")
-        first_calls = api_calls(sandboxes.xero("stats"))
+        seconds, first_log = run_job(sandboxes, env, "first run", "--force", "--full-refresh")
+        first_stats = sandboxes.xero("stats")
+        first_calls = api_calls(first_stats)
+        first_egress = egress_bytes(first_stats)
         counts = sandboxes.table_rows()
         print(
             f"  done in {seconds:.1f} s: {len(counts)} tables, {sum(counts.values()):,} rows, "
-            f"{first_calls} Xero API calls"
+            f"{first_calls} Xero API calls, {first_egress / 1024:,.0f} KiB from Xero"
         )
         print_tables(counts)
+        refused = not_read(first_log)
+        if refused:
+            print(f"  not readable as a '{args.tier}' app with '{args.scopes}' scopes:")
+            for line in refused:
+                print(f"    {line}")
 
         audit_log = WORKDIR / "powerbi-audit.jsonl"
         audit_lines = len(audit_log.read_text().splitlines()) if audit_log.exists() else 0
@@ -346,12 +365,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n3. meltano run {JOB} (incremental: from the saved state)", flush=True)
         rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
         seconds, _ = run_job(sandboxes, env, "second run", "--force")
-        calls = api_calls(sandboxes.xero("stats")) - first_calls
+        second_stats = sandboxes.xero("stats")
+        calls = api_calls(second_stats) - first_calls
+        egress = egress_bytes(second_stats) - first_egress
         pushed = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
         after = sandboxes.table_rows()
         print(
             f"  done in {seconds:.1f} s: {calls} Xero API calls "
-            f"({calls / max(first_calls, 1):.0%} of the first run), {pushed:,} rows pushed"
+            f"({calls / max(first_calls, 1):.0%} of the first run), {egress / 1024:,.0f} KiB "
+            f"from Xero, {pushed:,} rows pushed"
         )
         changed = {name: n for name, n in after.items() if n != counts.get(name)}
         print("  tables whose row count changed:" if changed else "  no row count changed")

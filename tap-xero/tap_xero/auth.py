@@ -62,6 +62,7 @@ GRANULAR_SCOPES: tuple[str, ...] = (
     "accounting.payments.read",
     "accounting.banktransactions.read",
     "accounting.manualjournals.read",
+    "accounting.classicexpenses.read",
     "accounting.contacts.read",
     "accounting.settings.read",
     "accounting.journals.read",

@@ -91,13 +91,10 @@ TIERS = ("starter", "advanced")
 def tier_run(tier: str) -> tuple[dict[str, Any], set[str]]:
     """(XeroSandbox options, selected streams) of a run as an app on `tier`.
 
-    The sandbox cannot emulate tiers yet, so Starter is simulated by deselecting the
-    journal streams, which is all a Starter connection loses for the model. Once
-    `XeroSandbox(tier=...)` exists, the one line below becomes
-    `return {"tier": tier}, MODEL_STREAMS` (the tap then skips the journals itself).
+    The same streams are selected on both: on Starter the sandbox refuses the journals as
+    Xero does, and tap-xero skips them with a warning, so the model must do without them.
     """
-    advanced = {"tier": "advanced", "scopes": "broad"}
-    return advanced, MODEL_STREAMS - (JOURNAL_STREAMS if tier == "starter" else set())
+    return {"tier": tier, "scopes": "granular"}, MODEL_STREAMS
 
 
 def _catalog(config: dict[str, Any], selected: set[str]) -> dict[str, Any]:
@@ -199,11 +196,11 @@ def test_dataset_accepted_with_every_relationship_and_measure(landed):
     model = yaml.safe_load(MODEL.read_text())
     dataset = landed["dataset"]
     tables = {t["name"]: t for t in dataset["tables"]}
-    # Starter has no journal tables, Advanced has them: the same model loads on both.
-    journal_tables = {"journals", "journal_lines"} & set(tables)
-    assert journal_tables == (
-        set() if landed["tier"] == "starter" else {"journals", "journal_lines"}
-    )
+    # tap-xero names every selected table up front, so both tiers get the journal tables; on
+    # Starter Xero refuses the journals and they stay empty: the same model loads on both.
+    assert {"journals", "journal_lines"} <= set(tables)
+    journal_rows = sum(len(landed["tables"][name]) for name in ("journals", "journal_lines"))
+    assert (journal_rows == 0) == (landed["tier"] == "starter"), journal_rows
     landed_rels = {
         (r["fromTable"], r["fromColumn"], r["toTable"], r["toColumn"])
         for r in dataset["relationships"]
@@ -231,6 +228,8 @@ def test_dataset_accepted_with_every_relationship_and_measure(landed):
     for rel in model["relationships"]:
         if rel["fromTable"] not in rows or rel["toTable"] not in rows:
             continue
+        if landed["tier"] == "starter" and rel["fromTable"] in {"journals", "journal_lines"}:
+            continue  # refused on Starter: the tables are there, empty
         assert rows[rel["fromTable"]], rel["fromTable"]
         keys = [r[rel["toColumn"]] for r in rows[rel["toTable"]]]
         assert len(keys) == len(set(keys)), f"{rel['toTable']}.{rel['toColumn']} is not unique"

@@ -158,7 +158,6 @@ HANDLED: dict[str, frozenset[str]] = {
         "TaxRates": ("order",),
         "TrackingCategories": ("order", "includearchived"),
         "Users": ("order",),
-        "Employees": ("order",),
     }.items()
 }
 _WHERE = "the sandbox does not evaluate `where` filters; use the explicit parameters"

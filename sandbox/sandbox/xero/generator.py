@@ -331,17 +331,6 @@ class Builder:
             }
             org.put("Items", item, self.stamp(t0))
             self.items.append(item)
-        for i in range(5):
-            org.put(
-                "Employees",
-                {
-                    "EmployeeID": org.new_id(),
-                    "Status": "ACTIVE" if i < 4 else "ARCHIVED",
-                    "FirstName": FIRST_NAMES[i],
-                    "LastName": LAST_NAMES[i],
-                    "UpdatedDateUTC": msdate(self.stamp(t0)),
-                },
-            )
         for i, role in enumerate(("FINANCIALADVISER", "STANDARD", "READONLY")):
             org.put(
                 "Users",

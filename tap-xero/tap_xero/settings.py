@@ -246,6 +246,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Largest webhook delivery accepted; larger ones get 413, unstored.",
     ),
     th.Property(
+        "webhook_body_timeout_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=5,
+        title="Webhook body timeout (seconds)",
+        description=(
+            "Time a delivery's body may take to arrive; a slower one gets 408 and its "
+            "connection is closed (Xero itself gives up after 5 s)."
+        ),
+    ),
+    th.Property(
         "report_closed_periods_to_refresh",
         th.IntegerType(minimum=0),
         default=3,
@@ -314,6 +324,7 @@ class TapSettings:
     webhook_trigger_command: str | None
     webhook_debounce_seconds: float
     webhook_max_body_bytes: int
+    webhook_body_timeout_seconds: float
     report_closed_periods_to_refresh: int
     aged_reports_enabled: bool
 

@@ -155,10 +155,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         from tap_xero.webhooks.serve import webhooks_main
 
         sys.exit(webhooks_main(rest[1:], extra_configs=configs))
-    if argv is None:
-        TapXero.cli()
-    else:
-        TapXero.cli.main(args=args)
+    try:
+        if argv is None:
+            TapXero.cli()
+        else:
+            TapXero.cli.main(args=args)
+    except XeroAuthError as exc:  # expected (e.g. an unreachable token store): one line
+        logging.getLogger("tap-xero").debug("authentication failed", exc_info=True)
+        sys.stderr.write(f"tap-xero: error: {exc}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

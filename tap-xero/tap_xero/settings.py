@@ -60,6 +60,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "token_store_url",
+        th.StringType,
+        secret=True,
+        title="Token store URL",
+        description=(
+            "Where the rotated refresh token is kept: a file path (as token_store_path, "
+            "for runs on one machine) or a postgresql:// URL (runs of one connection on "
+            "several machines; rotation under a row lock). Empty: token_store_path."
+        ),
+    ),
+    th.Property(
         "tenant_ids",
         th.ArrayType(th.StringType),
         title="Tenant IDs",
@@ -300,6 +311,7 @@ class TapSettings:
     client_secret: str | None
     refresh_token: str | None
     token_store_path: str
+    token_store_url: str | None
     tenant_ids: tuple[str, ...]
     start_date: str | None
     page_size: int
@@ -355,6 +367,7 @@ class TapSettings:
             "client_secret": self.client_secret,
             "refresh_token": self.refresh_token,
             "token_store_path": self.token_store_path,
+            "token_store_url": self.token_store_url,
             "identity_url": self.identity_url,
             "connections_url": self.connections_url,
             "scope_style": self.scope_style,

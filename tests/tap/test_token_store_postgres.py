@@ -6,6 +6,7 @@ Rotation across machines is modelled by separate processes sharing only the data
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -230,3 +231,53 @@ def test_a_connection_dropped_mid_refresh_loses_nothing(sandbox, fresh_db, tmp_p
     assert refreshes(sandbox) == before + 3
     assert PASSWORD not in caplog.text
     assert kept.refresh_token not in caplog.text
+
+
+class HoldAfterRefresh:
+    """An identity proxy that lets Xero rotate, then never answers: the run is killed there."""
+
+    def __init__(self, identity_url: str) -> None:
+        self.identity_url = identity_url
+        self.rotated = threading.Event()
+
+    async def token(self, request: Request) -> Response:
+        forwarded = ("authorization", "content-type", "accept")
+        headers = {k: v for k, v in request.headers.items() if k in forwarded}
+        async with httpx.AsyncClient() as client:
+            await client.post(
+                self.identity_url + "/connect/token", content=await request.body(), headers=headers
+            )
+        self.rotated.set()
+        await asyncio.sleep(60)
+        return Response(status_code=504)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/connect/token", self.token, methods=["POST"])])
+
+
+def test_a_run_killed_mid_refresh_leaves_no_lock_and_loses_nothing(sandbox, fresh_db, tmp_path):
+    config = pg_config(sandbox, fresh_db, tmp_path)
+    proxy = HoldAfterRefresh(sandbox.config["identity_url"])
+    before = refreshes(sandbox)
+    with BackgroundServer(proxy.app()) as server:
+        path = tmp_path / "victim.json"
+        path.write_text(json.dumps({**config, "identity_url": server.base_url}))
+        victim = run(path)
+        try:
+            assert proxy.rotated.wait(60), "the run never refreshed"
+            victim.kill()  # kill -9 while holding the row lock, Xero's answer not yet read
+            victim.wait(10)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+    assert refreshes(sandbox) == before + 1
+    # The next run is not stuck behind the dead one's lock, and its old token still works.
+    control(sandbox, "clock", {"advance_seconds": 20 * 60})  # inside Xero's 30-minute grace
+    started = time.monotonic()
+    recovered = XeroTokenManager(config, logging.getLogger("t"))
+    assert len(recovered.connections()) == 2
+    assert time.monotonic() - started < 30
+    assert refreshes(sandbox) == before + 2
+    control(sandbox, "clock", {"advance_seconds": 7200})  # and the recorded chain goes on
+    assert len(XeroTokenManager(config, logging.getLogger("t")).connections()) == 2
+    assert refreshes(sandbox) == before + 3

@@ -29,7 +29,13 @@ import requests.auth
 from typing_extensions import override
 
 from tap_xero.settings import default
-from tap_xero.token_store import TokenState, TokenStore, TokenStoreError
+from tap_xero.token_store import (
+    TokenState,
+    TokenStoreConnectionLostError,
+    TokenStoreError,
+    TokenStoreLike,
+    open_token_store,
+)
 
 # The settings' defaults, as the settings schema states them (written once, there).
 DEFAULT_IDENTITY_URL: str = default("identity_url")
@@ -109,6 +115,13 @@ class _InvalidGrantError(Exception):
 
 class _TransientError(Exception):
     """A 5xx or 429 from the identity service: worth another try."""
+
+
+def token_store_location(config: Mapping[str, Any]) -> str:
+    """`token_store_url` (a file path or a postgresql:// URL), else `token_store_path`."""
+    return str(
+        config.get("token_store_url") or config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH
+    )
 
 
 def token_url(config: Mapping[str, Any]) -> str:
@@ -263,7 +276,9 @@ class XeroTokenManager:
             raise XeroAuthError(msg)
         self._identity = _IdentityClient(config, self._session, max_tries=max_tries)
         self.connections_url = str(config.get("connections_url") or DEFAULT_CONNECTIONS_URL)
-        self.store = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH))
+        self.store: TokenStoreLike = self._guard(
+            lambda: open_token_store(token_store_location(config))
+        )
         self._seed: str = str(config.get("refresh_token") or "")
         self._scopes = config.get("scopes")
         stored = self._guard(lambda: self.store.load(self.client_id))
@@ -282,7 +297,7 @@ class XeroTokenManager:
             if self.mode == "custom_connection":
                 self._client_credentials()
             else:
-                self._guard(self._refresh_oauth)
+                self._guard(self._rotate)
             return self._access_token
 
     def invalidate(self, token: str) -> None:
@@ -373,6 +388,19 @@ class XeroTokenManager:
         self._adopt(str(payload["access_token"]), self._clock() + lifetime, lifetime)
         self._logger.info("Got a Xero access token for the custom connection (client credentials)")
 
+    def _rotate(self) -> None:
+        """`_refresh_oauth`, repeated whole when the token store's connection drops."""
+        backoff.on_exception(
+            backoff.expo,
+            TokenStoreConnectionLostError,
+            max_tries=3,
+            factor=0.5,
+            logger=None,
+            on_backoff=lambda _details: self._logger.warning(
+                "The token store connection dropped mid-rotation; repeating the rotation"
+            ),
+        )(self._refresh_oauth)()
+
     def _refresh_oauth(self) -> None:
         with self.store.locked():
             state = self.store.load(self.client_id)
@@ -384,7 +412,7 @@ class XeroTokenManager:
             ):
                 # Another run (or thread) refreshed a moment ago: use its token.
                 self._adopt(state.access_token, state.expires_at, state.lifetime)
-                self._logger.info("Reusing the Xero access token stored in %s", self.store.path)
+                self._logger.info("Reusing the Xero access token stored in %s", self.store.where)
                 return
             candidates: list[str] = []
             if seed_is_new:
@@ -414,10 +442,10 @@ class XeroTokenManager:
                 self._adopt(new_state.access_token, new_state.expires_at, lifetime)
                 self._logger.info(
                     "Refreshed the Xero access token; the rotated refresh token is stored in %s",
-                    self.store.path,
+                    self.store.where,
                 )
                 return
-            raise XeroAuthError(invalid_grant_message(str(self.store.path)))
+            raise XeroAuthError(invalid_grant_message(self.store.where))
 
     @staticmethod
     def _guard(action: Callable[[], Any]) -> Any:
@@ -647,9 +675,9 @@ def _store_login(
     config: Mapping[str, Any], client_id: str, payload: Mapping[str, Any]
 ) -> TokenState:
     """Persist the new tokens durably; the config's seed and the old chain are superseded."""
-    store = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH))
     lifetime = _lifetime(payload)
     try:
+        store = open_token_store(token_store_location(config))
         with store.locked():
             previous = store.load(client_id)
             new_state = TokenState(
@@ -692,7 +720,10 @@ def login(
     grant = _await_consent(config, client_id, opener, timeout)
     session = session or requests.Session()
     new_state = _store_login(config, client_id, _exchange(config, session, grant))
-    store_path = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH)).path
+    try:
+        store_path = open_token_store(token_store_location(config)).where
+    except TokenStoreError as exc:
+        raise XeroAuthError(str(exc)) from None
     logger.info("Stored the new Xero tokens in %s", store_path)
     manager = XeroTokenManager(config, logger, session=session)
     return LoginResult(str(store_path), new_state.scope, manager.connections())

@@ -61,6 +61,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "token_store_url",
+        th.StringType,
+        secret=True,
+        title="Token store URL",
+        description=(
+            "Where the rotated refresh token is kept: a file path (as token_store_path, "
+            "for runs on one machine) or a postgresql:// URL (runs of one connection on "
+            "several machines; rotation under a row lock). Empty: token_store_path."
+        ),
+    ),
+    th.Property(
         "tenant_ids",
         th.ArrayType(th.StringType),
         title="Tenant IDs",
@@ -279,6 +290,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "webhook_body_timeout_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=5,
+        title="Webhook body timeout (seconds)",
+        description=(
+            "Time a delivery's body may take to arrive; a slower one gets 408 and its "
+            "connection is closed (Xero itself gives up after 5 s)."
+        ),
+    ),
+    th.Property(
         "report_closed_periods_to_refresh",
         th.IntegerType(minimum=0),
         default=3,
@@ -328,6 +349,7 @@ class TapSettings:
     client_secret: str | None
     refresh_token: str | None
     token_store_path: str
+    token_store_url: str | None
     tenant_ids: tuple[str, ...]
     start_date: str | None
     page_size: int
@@ -355,6 +377,7 @@ class TapSettings:
     webhook_debounce_seconds: float
     webhook_max_body_bytes: int
     report_history_months: int
+    webhook_body_timeout_seconds: float
     report_closed_periods_to_refresh: int
     aged_reports_enabled: bool
 
@@ -388,6 +411,7 @@ class TapSettings:
             "client_secret": self.client_secret,
             "refresh_token": self.refresh_token,
             "token_store_path": self.token_store_path,
+            "token_store_url": self.token_store_url,
             "identity_url": self.identity_url,
             "connections_url": self.connections_url,
             "scope_style": self.scope_style,

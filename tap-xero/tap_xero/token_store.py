@@ -5,6 +5,10 @@ new one must reach stable storage before anything else happens, and two runs mus
 never refresh at the same time. Meltano regenerates the config file on every run,
 hence a file of our own: written to a temporary file, fsynced, then renamed over the
 old one (mode 0600), all under an OS file lock that dies with its process.
+
+`token_store_url` chooses the store: a file path (this module's `TokenStore`, for runs on
+one machine) or a `postgresql://` URL (`token_store_pg.PostgresTokenStore`, for runs of
+one connection on several machines). Both keep the contract of `TokenStoreLike`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -29,6 +33,43 @@ _SEEN_LIMIT = 50
 
 class TokenStoreError(Exception):
     """The token store cannot be read, written or locked; the message says what to fix."""
+
+
+class TokenStoreConnectionLostError(TokenStoreError):
+    """The store's connection dropped mid-rotation: whether the write landed is unknown.
+
+    Retrying the whole rotation is safe: it reads the store again, and either finds the
+    new token (the write landed) or refreshes the old one again within Xero's grace.
+    """
+
+
+class TokenStoreLike(Protocol):
+    """One token store: an exclusive lock, then read, refresh with Xero, write.
+
+    `save` is durable when it returns; the caller uses the new access token only after.
+    `where` names the store for messages, never with a password.
+    """
+
+    @property
+    def where(self) -> str: ...
+
+    def locked(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def load(self, client_id: str) -> TokenState | None: ...
+
+    def save(self, state: TokenState) -> None: ...
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_token_store(location: str) -> TokenStoreLike:
+    """The store a `token_store_url` (or `token_store_path`) names: Postgres URL or file."""
+    if location.startswith(POSTGRES_SCHEMES):
+        from tap_xero.token_store_pg import PostgresTokenStore
+
+        return PostgresTokenStore(location)
+    return TokenStore(location)
 
 
 def fingerprint(token: str) -> str:
@@ -89,6 +130,11 @@ class TokenStore:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_timeout = lock_timeout
         self._lock: FileLock | None = None
+
+    @property
+    def where(self) -> str:
+        """The file, for messages."""
+        return str(self.path)
 
     def _ensure_dir(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -159,10 +160,10 @@ def test_malformed_signed_deliveries_are_refused_and_nothing_is_stored(receiver,
 
 
 def test_a_store_failure_is_never_acknowledged(receiver: Receiver, monkeypatch):
-    def broken(payload):
+    def broken(payloads):
         raise OSError("disk full")
 
-    monkeypatch.setattr(receiver.store, "add_delivery", broken)
+    monkeypatch.setattr(receiver.store, "add_deliveries", broken)
     response = post(receiver.url, body_of(event("c1")))
     assert response.status_code == 503  # Xero retries it
 
@@ -331,3 +332,135 @@ def test_the_store_works_without_the_webhooks_extra():
     )
     assert result.returncode == 2, result.stderr
     assert "pip install 'tap-xero[webhooks]'" in result.stderr
+
+
+DEEP = 100_000  # far past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"events": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"events": [], "entropy": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}",
+    ],
+    ids=["array", "inside-events", "inside-entropy"],
+)
+def test_a_signed_body_nested_too_deep_gets_400(tmp_path: Path, body: bytes, caplog):
+    caplog.set_level(logging.WARNING, logger="tap_xero.webhooks")
+    r = Receiver(tmp_path)  # the default cap (1 MiB) admits every body here
+    try:
+        response = post(r.url, body)
+        assert (response.status_code, response.content) == (400, b"")
+        assert r.store.count() == 0
+        assert "nested too deep" in caplog.text
+        # the receiver is still well: the next delivery is stored
+        assert post(r.url, body_of(event("c1"))).status_code == 200
+        assert r.store.count() == 1
+    finally:
+        r.close()
+
+
+def slow_client(url: str, body: bytes, *, trickle: bool) -> tuple[bytes, float, bool]:
+    """Send the headers, then the body a byte every 0.1 s (or nothing); returns the answer,
+    when it came, and whether the receiver closed the connection afterwards."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = (
+        f"POST /webhooks/xero HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"x-xero-signature: {sign(body, KEY)}\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    started = time.monotonic()
+    sock.sendall(head.encode())
+    sock.settimeout(0.1)
+    answer = b""
+    sent = 0
+    closed = False
+    try:
+        while time.monotonic() - started < 8:
+            if trickle and sent < len(body):
+                try:
+                    sock.sendall(body[sent : sent + 1])
+                    sent += 1
+                except OSError:
+                    closed = True
+                    break
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            if not answer:
+                answered_at = time.monotonic() - started
+            answer += chunk
+    finally:
+        sock.close()
+    return answer, (answered_at if answer else float("inf")), closed
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["trickling", "stalled"])
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(
+    tmp_path: Path, trickle: bool
+):
+    r = Receiver(tmp_path, body_timeout=0.6)
+    try:
+        body = body_of(event("slow"))
+        answer, answered_at, closed = slow_client(r.url, body, trickle=trickle)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:60]
+        assert b"connection: close" in answer.lower()
+        assert 0.6 <= answered_at < 3.0
+        assert closed, "the receiver kept a timed-out connection open"
+        assert r.store.count() == 0
+        # a prompt delivery is unaffected
+        assert post(r.url, body_of(event("fast"))).status_code == 200
+    finally:
+        r.close()
+
+
+def test_serve_applies_webhook_body_timeout_seconds(tmp_path: Path):
+    process, url = start_cli(tmp_path, "--body-timeout-seconds", "0.5")
+    try:
+        answer, answered_at, closed = slow_client(url, body_of(event("x")), trickle=False)
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert answer.startswith(b"HTTP/1.1 408") and closed
+    assert 0.5 <= answered_at < 3.0
+
+
+def test_concurrent_deliveries_share_transactions_and_are_all_stored(tmp_path: Path, monkeypatch):
+    r = Receiver(tmp_path)
+    transactions: list[int] = []
+    real = r.store.add_deliveries
+
+    def slow_disk(payloads):  # a 100 ms flush: one transaction per delivery would take 4 s
+        transactions.append(len(payloads))
+        time.sleep(0.1)
+        return real(payloads)
+
+    monkeypatch.setattr(r.store, "add_deliveries", slow_disk)
+    bodies = [body_of(event(f"c{i}"), first=i + 1) for i in range(40)]
+
+    async def deliver_all() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(r.url, content=b, headers={"x-xero-signature": sign(b, KEY)})
+                    for b in bodies
+                )
+            )
+        return [response.status_code for response in responses]
+
+    try:
+        statuses = asyncio.run(deliver_all())
+        assert statuses == [200] * len(bodies)
+        assert r.store.count() == len(bodies)
+        assert sum(transactions) == len(bodies)
+        assert len(transactions) <= 10, transactions  # batched, not one flush per delivery
+    finally:
+        r.close()

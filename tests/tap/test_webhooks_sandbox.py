@@ -68,19 +68,19 @@ def test_mutations_are_delivered_stored_once_and_retried_after_a_refusal(
 ):
     url, store = receiver
     tenant = sandbox.config["tenant_ids"][1]
-    real_add = store.add_delivery
+    real_add = store.add_deliveries
     calls = {"n": 0}
 
-    def flaky(payload):
+    def flaky(payloads):
         calls["n"] += 1
         if calls["n"] == 1:  # the disk fails: nothing stored, 503
             raise OSError("disk unavailable")
-        stored = real_add(payload)
+        stored = real_add(payloads)
         if calls["n"] == 2:  # stored, but the answer is lost: Xero will send it again
             raise OSError("connection reset")
         return stored
 
-    monkeypatch.setattr(store, "add_delivery", flaky)
+    monkeypatch.setattr(store, "add_deliveries", flaky)
     changed = []
     for action in ("add_contact", "add_invoice", "add_credit_note"):
         response = httpx.post(

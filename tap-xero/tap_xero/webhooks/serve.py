@@ -25,6 +25,7 @@ SETTINGS = (
     "webhook_trigger_command",
     "webhook_debounce_seconds",
     "webhook_max_body_bytes",
+    "webhook_body_timeout_seconds",
 )
 
 logger = logging.getLogger("tap_xero.webhooks")
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--trigger-command", help="command to run after events (quoted)")
     serve.add_argument("--debounce-seconds", type=float, help="quiet time before a run")
     serve.add_argument("--max-body-bytes", type=int, help="largest delivery accepted")
+    serve.add_argument(
+        "--body-timeout-seconds", type=float, help="time a delivery's body may take (then 408)"
+    )
     return parser
 
 
@@ -63,6 +67,7 @@ def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> TapSet
         "webhook_trigger_command": args.trigger_command,
         "webhook_debounce_seconds": args.debounce_seconds,
         "webhook_max_body_bytes": args.max_body_bytes,
+        "webhook_body_timeout_seconds": args.body_timeout_seconds,
     }
     merged = {**config, **{name: value for name, value in overrides.items() if value is not None}}
     if not merged.get("webhook_key"):
@@ -81,7 +86,10 @@ def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> TapSet
     try:
         settings = TapSettings.from_config(filled)
     except SettingsError:
-        msg = "webhook_port, webhook_max_body_bytes and webhook_debounce_seconds must be numbers"
+        msg = (
+            "webhook_port, webhook_max_body_bytes, webhook_debounce_seconds and "
+            "webhook_body_timeout_seconds must be numbers"
+        )
         raise WebhookConfigError(msg) from None
     mine = [e for e in errors if e.startswith(SETTINGS)]
     if mine:  # a range of the settings schema (`minimum`/`maximum`)
@@ -149,6 +157,7 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
         store,
         str(settings.webhook_key),
         max_body_bytes=settings.webhook_max_body_bytes,
+        body_timeout=settings.webhook_body_timeout_seconds,
         trigger=trigger,
     )
     port = sock.getsockname()[1]

@@ -626,7 +626,8 @@ class PowerBIClient:
             f"Power BI did not complete {request.operation} on {request.label} after "
             f"{request.attempts} attempts "
             f"(last: {problem}). The service or the network is failing: run the target "
-            "again later (it resumes), or raise max_retries."
+            "again later (it resumes), or raise max_retries; if it never answers, check "
+            "api_url and the network."
         )
         return ServiceUnavailableError(msg)
 

@@ -402,12 +402,18 @@ def test_bad_credentials_fail_before_the_input_is_read(powerbi: PowerBI, tmp_pat
         ("max_retries", -1),
         ("request_timeout", 0),
         ("batch_size", 10_001),
+        ("api_url", "https://127.0.0.1:1/v1.0/myorg"),  # unreachable
+        ("store_path", "{tmp}/a-file/store.sqlite3"),  # a folder it cannot write
     ],
 )
-def test_out_of_range_settings_are_refused_in_one_line(
+def test_bad_settings_endpoints_and_folders_fail_in_one_line(
     powerbi: PowerBI, tmp_path: Path, setting: str, value: Any
 ) -> None:
-    run = powerbi.run(singer(tmp_path, "a", state(at=1)), config={setting: value}, check=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    if isinstance(value, str):
+        value = value.format(tmp=tmp_path)
+    config = {"max_retries": 0, setting: value}
+    run = powerbi.run(singer(tmp_path, "a", state(at=1)), config=config, check=False)
     assert run.returncode != 0
     assert setting in run.stderr and "Traceback" not in run.stderr
 

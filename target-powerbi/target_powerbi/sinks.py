@@ -55,11 +55,13 @@ class PowerBISink(BatchSink):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        context.setdefault("records", []).append((record, self.pbi.message_version))
+        context.setdefault("records", []).append(
+            (record, self.pbi.message_version, self.pbi.messages_seen)
+        )
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        items: list[tuple[dict[str, Any], int | None]] = context.get("records", [])
+        items: list[tuple[dict[str, Any], int | None, int]] = context.get("records", [])
         if not items:
             return
         store = self.pbi.store
@@ -72,11 +74,11 @@ class PowerBISink(BatchSink):
             )
         by_version: dict[int | None, list[tuple[str, list[Row]]]] = {}
         parts: dict[int | None, list[str | None]] = {}
-        for record, version in items:
+        for record, version, position in items:
             key = self._key(record)
             rows = build_rows(self.root, record, key, self.pbi.policy)
             by_version.setdefault(version, []).append((key, rows))
-            parts.setdefault(version, []).append(self._partition(record))
+            parts.setdefault(version, []).append(self._partition(record, position))
         for version, records in by_version.items():
             result = store.write(
                 records,
@@ -105,13 +107,13 @@ class PowerBISink(BatchSink):
         seen[key] += 1
         return f"{key}:{occurrence}" if occurrence else key
 
-    def _partition(self, record: dict[str, Any]) -> str | None:
+    def _partition(self, record: dict[str, Any], position: int) -> str | None:
         """The record's replace_partitions value (JSON), noted for the sweep before a push."""
         columns = self.pbi.settings.replace_partitions.get(self.stream_name)
         if not columns:
             return None
         part = dumps([record.get(c) for c in columns])
-        self.pbi.partitions.setdefault(self.stream_name, set()).add(part)
+        self.pbi.partitions.setdefault(self.stream_name, {})[part] = position
         return part
 
     @override

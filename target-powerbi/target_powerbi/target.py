@@ -66,7 +66,13 @@ class TargetPowerBI(Target):
         self.activations: dict[tuple[str, int], int] = {}
         self.settled: set[tuple[str, int]] = set()  # versions whose old rows are removed
         self.occurrences: dict[str, Counter[str]] = {}  # identical keyless records this run
-        self.partitions: dict[str, set[str]] = {}  # partition values seen, not yet swept
+        # partition values seen, not yet swept: stream -> value -> position of its last record
+        self.partitions: dict[str, dict[str, int]] = {}
+        # positions in the input (RECORD and STATE messages, counted), to tell whether the
+        # tap got past a stream's records (a STATE after them) or stopped among them
+        self.messages_seen = 0
+        self.last_state_at = 0
+        self.last_record_at: dict[str, int] = {}
         self._ending = False
         self.shape = Shape(
             object_depth=self.settings.object_depth,
@@ -156,9 +162,27 @@ class TargetPowerBI(Target):
     @override
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         # The sink stores each row with its record's table version (ACTIVATE_VERSION).
+        self.messages_seen += 1
+        self.last_record_at[str(message_dict.get("stream"))] = self.messages_seen
         version = message_dict.get("version")
         self.message_version = int(version) if isinstance(version, int) else None
         super()._process_record_message(message_dict)
+
+    @override
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        # Where the last STATE was read: records before it were followed by the tap's STATE.
+        self.messages_seen += 1
+        self.last_state_at = self.messages_seen
+        super()._process_state_message(message_dict)
+
+    def complete(self, position: int) -> bool:
+        """Whether the tap got past what it sent up to `position` (a STATE came after it).
+
+        A tap that stops among a stream's records (a crash, a budget spent) must not
+        make the rows it did not send yet look deleted: without a STATE after them,
+        nothing is removed.
+        """
+        return position < self.last_state_at
 
     def check_access(self) -> None:
         """Fail fast: the store's folder, the credentials and the workspace, in seconds."""
@@ -240,9 +264,18 @@ class TargetPowerBI(Target):
 
     def _settle_opened_versions(self) -> None:
         """An ACTIVATE_VERSION that opened a stream and was never closed (Singer SDK taps):
-        at the end of the input, the rows the new version lacks go."""
+        at the end of the input, the rows the new version lacks go, once the tap got past
+        the stream's records."""
         for (stream, version), _ in sorted(self.activations.items()):
             if (stream, version) in self.settled or stream not in self._stream_tables:
+                continue
+            if not self.complete(self.last_record_at.get(stream, 0)):
+                self.logger.warning(
+                    "The input ended among the records of %s (no STATE after them): rows "
+                    "the new version %s lacks are kept until a complete run",
+                    stream,
+                    version,
+                )
                 continue
             self.settled.add((stream, version))
             gone = self.store.activate_version(self._stream_tables[stream], version, self.run_id)
@@ -255,14 +288,15 @@ class TargetPowerBI(Target):
                 )
 
     def _sweep_partitions(self) -> None:
-        """replace_partitions: rows of a partition this run brought, not brought again, go."""
+        """replace_partitions: stored rows of a partition value this run brought (and the
+        tap got past), that it did not bring again, go."""
         for stream, parts in self.partitions.items():
-            if not parts or stream not in self._stream_tables:
+            done = sorted(part for part, at in parts.items() if self.complete(at))
+            if not done or stream not in self._stream_tables:
                 continue
-            gone = self.store.sweep_partitions(
-                self._stream_tables[stream], sorted(parts), self.run_id
-            )
-            parts.clear()
+            gone = self.store.sweep_partitions(self._stream_tables[stream], done, self.run_id)
+            for part in done:
+                del parts[part]
             if gone:
                 self.logger.info(
                     "%s: %d rows no longer in their partition are removed", stream, gone

@@ -119,6 +119,35 @@ def test_an_opening_only_activate_version_removes_what_the_new_version_lacks(
     assert run.states == [{"v": 2}]
 
 
+def test_an_input_cut_among_a_new_versions_records_removes_nothing(
+    powerbi: PowerBI, tmp_path: Path
+) -> None:
+    items = {"Code": {"type": "string"}}
+    opened = {"type": "ACTIVATE_VERSION", "stream": "items", "version": 1}
+    powerbi.run(
+        singer(
+            tmp_path,
+            "v1",
+            schema("items", items, ["Code"]),
+            opened,
+            *[record("items", 1, Code=c) for c in "ABC"],
+            state(v=1),
+        )
+    )
+    # the tap stopped after sending A of version 2 (no STATE after it): B and C stay
+    cut = powerbi.run(
+        singer(
+            tmp_path,
+            "v2",
+            schema("items", items, ["Code"]),
+            {**opened, "version": 2},
+            record("items", 2, Code="A"),
+        )
+    )
+    assert "kept until a complete run" in cut.stderr
+    assert {r["Code"] for r in powerbi.rows("items")} == {"A", "B", "C"}
+
+
 def test_a_keyless_stream_keeps_every_record_and_a_rerun_doubles_nothing(
     powerbi: PowerBI, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from target_powerbi.errors import redact
+from target_powerbi.files import private_file
 
 
 class AuditLog:
@@ -23,7 +24,7 @@ class AuditLog:
         self._secrets = secrets
         self._lock = threading.Lock()
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
 
     def write(
         self,

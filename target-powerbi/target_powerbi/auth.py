@@ -35,9 +35,9 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 
 # AADSTS codes that mean the configuration is wrong: retrying cannot help.
 _CREDENTIAL_HINTS = {
-    "AADSTS7000215": "the client secret is wrong: copy the secret's Value (not its ID) "
+    "AADSTS7000215": "client_secret is wrong: copy the secret's Value (not its ID) "
     "from the app registration's Certificates & secrets page",
-    "AADSTS7000222": "the client secret has expired: create a new one in the app registration",
+    "AADSTS7000222": "client_secret has expired: create a new one in the app registration",
     "AADSTS700016": "no application with this client_id exists in the tenant: check "
     "client_id and tenant_id",
     "AADSTS90002": "the tenant does not exist: check tenant_id (the directory id)",

@@ -59,7 +59,7 @@ from target_powerbi.limits import (
 from target_powerbi.settings import Settings
 
 WRITE_OPERATIONS = frozenset(
-    {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows"}
+    {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows", "rebind_report"}
 )
 
 # How Power BI words the Fabric tenant setting that bars service principals.
@@ -254,9 +254,12 @@ class PowerBIClient:
                 self._known_datasets[str(dataset["id"])] = str(dataset.get("name", ""))
         return datasets
 
-    def find_dataset(self, name: str) -> dict[str, Any] | None:
-        """The dataset called `name` in the workspace, or None."""
+    def find_dataset(self, name: str, prefer: str | None = None) -> dict[str, Any] | None:
+        """The dataset called `name` in the workspace (the one with id `prefer` first), or None."""
         matches = [d for d in self.list_datasets() if d.get("name") == name]
+        preferred = [d for d in matches if prefer is not None and str(d.get("id")) == prefer]
+        if preferred:
+            return preferred[0]
         if len(matches) > 1:
             self.logger.warning(
                 "Workspace %s holds %d datasets named %r; using %s",
@@ -314,6 +317,25 @@ class PowerBIClient:
             self._known_datasets.pop(dataset_id, None)
             self._uncertain = {item for item in self._uncertain if item[0] != dataset_id}
         self.limiter.dataset_gone(dataset_id)
+
+    def list_reports(self) -> list[dict[str, Any]]:
+        """The workspace's reports (`Reports - Get Reports In Group`)."""
+        response = self._send("GET", "/reports", operation="list_reports")
+        return list(response.json().get("value", []))
+
+    def rebind_report(self, report_id: str, dataset_id: str) -> None:
+        """Bind a report to another dataset (`Reports - Rebind Report In Group`)."""
+        self._send(
+            "POST",
+            f"/reports/{quote(report_id, safe='')}/Rebind",
+            operation="rebind_report",
+            json_body={"datasetId": dataset_id},
+            what=f"report {report_id}",
+        )
+
+    def check_access(self) -> None:
+        """Sign in and read the workspace: fails fast on credentials, tenant setting, access."""
+        self.list_datasets()
 
     def list_tables(self, dataset_id: str) -> list[dict[str, Any]]:
         response = self._send(
@@ -604,7 +626,8 @@ class PowerBIClient:
             f"Power BI did not complete {request.operation} on {request.label} after "
             f"{request.attempts} attempts "
             f"(last: {problem}). The service or the network is failing: run the target "
-            "again later (it resumes), or raise max_retries."
+            "again later (it resumes), or raise max_retries; if it never answers, check "
+            "api_url and the network."
         )
         return ServiceUnavailableError(msg)
 

@@ -30,7 +30,11 @@ from target_powerbi.store import Store, TableState
 class Client(Protocol):
     """The part of ``target_powerbi.client.PowerBIClient`` the sync uses."""
 
-    def find_dataset(self, name: str) -> dict[str, Any] | None: ...
+    def find_dataset(self, name: str, prefer: str | None = None) -> dict[str, Any] | None: ...
+
+    def list_reports(self) -> list[dict[str, Any]]: ...
+
+    def rebind_report(self, report_id: str, dataset_id: str) -> None: ...
 
     def create_dataset(
         self, body: dict[str, Any], retention_policy: str = "None"
@@ -71,7 +75,7 @@ class DatasetSync:
         self.retention_policy = settings.retention_policy
         self.batch_size = settings.batch_size
         self.parallelism = max(1, settings.parallelism)
-        self.rebuild = settings.rebuild_dataset_on_new_tables
+        self.on_new_tables = settings.on_new_tables
         self.model = model or Model()
         self.log = logger or logging.getLogger(__name__)
         self.dataset_id: str | None = None
@@ -105,12 +109,38 @@ class DatasetSync:
         pending = [t for t in self.store.tables() if self.store.max_seq(t.name) > t.pushed_seq]
         if pending:
             self._append(dataset_id, pending)
+        retired = self.store.get_meta("retired_dataset_id")
+        if retired and retired != dataset_id:
+            self._retire(retired, dataset_id)
+
+    def _retire(self, old_id: str, new_id: str) -> None:
+        """Rebind the workspace's reports from the old dataset to the new one, then delete it.
+
+        Runs once the new dataset holds every row; a run stopped before the end does it
+        on the next run (the old id stays in the store until then).
+        """
+        rebound = []
+        for report in self.client.list_reports():
+            if str(report.get("datasetId")) == old_id:
+                self.client.rebind_report(str(report["id"]), new_id)
+                rebound.append(str(report.get("name") or report["id"]))
+        self.client.delete_dataset(old_id)
+        self.store.set_meta("retired_dataset_id", None)
+        self.log.warning(
+            "Dataset %r was rebuilt as %s: reports rebound to it: %s. The old dataset %s is "
+            "deleted; dashboards with tiles pinned from it must have those tiles pinned again "
+            "(Power BI cannot move tiles to another dataset).",
+            self.dataset_name,
+            new_id,
+            rebound or "none",
+            old_id,
+        )
 
     def ensure_dataset(self) -> str:
         """Find the dataset by name, or create it with every table of the store."""
         tables = self.store.tables()
-        found = self.client.find_dataset(self.dataset_name)
         remembered = self.store.get_meta("dataset_id")
+        found = self.client.find_dataset(self.dataset_name, prefer=remembered)
         if found is None:
             if remembered:
                 self.log.warning(
@@ -135,31 +165,30 @@ class DatasetSync:
         existing = {str(t["name"]): t for t in self.client.list_tables(dataset_id)}
         missing = [t.name for t in tables if t.name not in existing]
         if missing:
-            if not self.rebuild:
-                msg = (
-                    f"Dataset {self.dataset_name!r} has no table(s) {missing}, and Power BI "
-                    "cannot add tables to an existing push dataset. Choose one: "
-                    "(1) set rebuild_dataset_on_new_tables: true to delete the dataset and "
-                    "create it again with every table, reloaded from the local store "
-                    "(reports bound to it must then be rebound to the new dataset); "
-                    "(2) set dataset_name to a new dataset for these streams; "
-                    "(3) deselect the new streams in the tap's catalog."
-                )
-                raise DatasetLayoutError(msg, code="NewTables")
-            self.log.warning(
-                "Rebuilding dataset %r to add table(s) %s: it is deleted and created again, "
-                "then every table is reloaded from the local store. Reports and dashboards "
-                "bound to the old dataset must be rebound to the new one.",
-                self.dataset_name,
-                missing,
-            )
-            self.client.delete_dataset(dataset_id)
-            self.store.set_meta("dataset_id", None)
-            self.dataset_id = self._create(tables)
-            return self.dataset_id
+            return self._rebuild(dataset_id, tables, missing)
         self.dataset_id = dataset_id
         self._update_schemas(dataset_id, tables, known=existing)
         return dataset_id
+
+    def _rebuild(self, old_id: str, tables: list[TableState], missing: list[str]) -> str:
+        """A new dataset with every table (Power BI cannot add tables to a push dataset)."""
+        if self.on_new_tables != "rebuild":
+            msg = (
+                f"Dataset {self.dataset_name!r} lacks table(s) {missing} and Power BI cannot "
+                "add tables to a push dataset; on_new_tables is 'fail'. Set on_new_tables: "
+                "rebuild (a new dataset from the local store, reports rebound), or load these "
+                "streams into another dataset_name, or deselect them."
+            )
+            raise DatasetLayoutError(msg, code="NewTables")
+        self.log.warning(
+            "Dataset %r lacks table(s) %s: creating a new dataset with every table from the "
+            "local store; the workspace's reports are rebound to it and the old one deleted",
+            self.dataset_name,
+            missing,
+        )
+        self.store.set_meta("retired_dataset_id", old_id)
+        self.dataset_id = self._create(tables)
+        return self.dataset_id
 
     def _table_body(self, table: TableState, *, merge: dict[str, Any] | None) -> dict[str, Any]:
         columns = list(table.definition["columns"])
@@ -248,6 +277,10 @@ class DatasetSync:
             self.log.info("Updating the schema of table %r (PUT)", table.name)
             self.client.put_table(dataset_id, body)
             self.store.schema_pushed(table.name, body)
+            if current is not None and _retyped(current, body):
+                # Power BI keeps no value across a change of type: reload from the store
+                self.log.info("Columns of table %r changed type; reloading it", table.name)
+                self.store.mark_dirty([table.name])
 
     # ------------------------------------------------------------ rows
 
@@ -304,6 +337,13 @@ class DatasetSync:
                 pushed[name] = max(pushed[name], last)
         for t in tables:
             self.store.end_push(t.name, pushed[t.name], counts[t.name] - t.pbi_rows)
+
+
+def _retyped(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a column both tables have changed its data type."""
+    before = {c["name"]: str(c.get("dataType", "")).lower() for c in old.get("columns", [])}
+    after = {c["name"]: str(c.get("dataType", "")).lower() for c in new.get("columns", [])}
+    return any(before[n] != t for n, t in after.items() if n in before)
 
 
 def _same_table(a: dict[str, Any], b: dict[str, Any]) -> bool:

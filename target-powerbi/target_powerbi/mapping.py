@@ -51,6 +51,13 @@ _FORBIDDEN = re.compile(r"[./,():;$!&'\"+=\[\]{}|]")
 # Microsoft's Swagger pattern for table names leaves out most ASCII punctuation too.
 _TABLE_FORBIDDEN = re.compile(r"[!-\"$-,./:-?\[-\]`{-}]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
+# A code point Python strings hold but UTF-8 cannot: a lone surrogate (from a JSON
+# "\ud800" escape, or an invalid UTF-8 byte read with surrogateescape).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+# Power BI keeps DateTime to 1/300 s: a later value rounds past 9999-12-31 and overflows.
+DATETIME_MIN = dt.datetime(1, 1, 1)
+DATETIME_MAX = dt.datetime(9999, 12, 31, 23, 59, 59, 997_000)
 
 
 class InvalidValueError(ValueError):
@@ -59,13 +66,13 @@ class InvalidValueError(ValueError):
 
 def sanitize_name(name: str, *, table: bool = False) -> str:
     """Return ``name`` with the characters Power BI refuses replaced, 1-100 characters."""
-    clean = _CONTROL.sub("", _FORBIDDEN.sub("_", name)).strip()
+    clean = _CONTROL.sub("", _FORBIDDEN.sub("_", _SURROGATE.sub(REPLACEMENT, name))).strip()
     if table:
         clean = _TABLE_FORBIDDEN.sub("_", clean)
     if not clean:
         clean = "_"
     if len(clean) > MAX_NAME:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+        digest = hashlib.sha1(clean.encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
         clean = f"{clean[: MAX_NAME - 9]}_{digest}"
     return clean
 
@@ -445,30 +452,46 @@ def _get(record: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
+def parse_moment(value: Any) -> dt.datetime | None:
+    """A date or date-time as given (naive values are taken as UTC); None when it is not one."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    if len(text) > 10:
+        return None
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text[:10]), dt.time())
+    except ValueError:
+        return None
+
+
+def utc_moment(moment: dt.datetime) -> dt.datetime | None:
+    """The naive UTC value of a moment; None when it falls outside what Power BI holds."""
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            return None
+    if not DATETIME_MIN <= moment <= DATETIME_MAX:
+        return None
+    return moment
+
+
 def to_utc_iso(value: Any) -> str | None:
     """ISO-8601 UTC text for a date or date-time (naive values are taken as UTC)."""
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                moment = dt.datetime.combine(dt.date.fromisoformat(text[:10]), dt.time())
-            except ValueError:
-                return None
-            if len(text) > 10:
-                return None
-    else:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
+    moment = parse_moment(value)
+    utc = utc_moment(moment) if moment is not None else None
+    return None if utc is None else utc.isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass
@@ -533,6 +556,9 @@ class _Cell:
 
 def _to_text(value: Any, cell: _Cell) -> str:
     text = value if isinstance(value, str) and not cell.col.json else dumps(value)
+    if _SURROGATE.search(text):
+        cell.problem("is not valid Unicode (a lone surrogate or invalid UTF-8), replaced by U+FFFD")
+        text = _SURROGATE.sub(REPLACEMENT, text)
     if len(text) > MAX_STRING:
         cell.problem(f"{len(text)} characters, truncated to {MAX_STRING}")
         text = text[:MAX_STRING]
@@ -542,8 +568,9 @@ def _to_text(value: Any, cell: _Cell) -> str:
 def _to_int64(value: Any, cell: _Cell) -> int | None:
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (float, decimal.Decimal)) and value == int(value):
-        value = int(value)
+    given = value
+    if isinstance(value, (float, decimal.Decimal)):
+        value = _integral(value)
     if isinstance(value, str):
         try:
             value = int(value)
@@ -551,12 +578,20 @@ def _to_int64(value: Any, cell: _Cell) -> int | None:
             cell.problem(f"{value!r} is not an integer, sent as null")
             return None
     if not isinstance(value, int):
-        cell.problem(f"{value!r} is not an integer, sent as null")
+        cell.problem(f"{given!r} is not an integer, sent as null")
         return None
     if not INT64_MIN <= value <= INT64_MAX:
         cell.problem(f"{value} is outside Int64, sent as null")
         return None
     return value
+
+
+def _integral(value: float | decimal.Decimal) -> float | decimal.Decimal | int | None:
+    """An integral float or Decimal as int; NaN and infinities as None (not an integer)."""
+    try:
+        return int(value) if value == int(value) else value
+    except (ValueError, OverflowError, decimal.InvalidOperation):
+        return None
 
 
 def _to_number(value: Any, cell: _Cell) -> float | int | None:
@@ -568,10 +603,14 @@ def _to_number(value: Any, cell: _Cell) -> float | int | None:
     if math.isnan(number) or math.isinf(number):
         cell.problem(f"{value!r} is not finite, sent as null")
         return None
+    # Power BI holds a Double: the shortest text of the double must be the value sent
+    exact = isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool)
+    if exact and decimal.Decimal(repr(number)) != decimal.Decimal(value):
+        cell.problem(f"{value} has more digits than a Double holds (about 15), sent as {number!r}")
     if cell.col.data_type == "Decimal":
         return round(number, 4)
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return value if float(value) == value else number
     return number
 
 
@@ -583,10 +622,18 @@ def _to_boolean(value: Any, cell: _Cell) -> bool | None:
 
 
 def _to_datetime(value: Any, cell: _Cell) -> str | None:
-    moment = to_utc_iso(value)
+    moment = parse_moment(value)
     if moment is None:
         cell.problem(f"{value!r} is not a date-time, sent as null")
-    return moment
+        return None
+    utc = utc_moment(moment)
+    if utc is None:
+        cell.problem(
+            f"{value!r} is outside the date-times Power BI holds (UTC 0001-01-01 to "
+            "9999-12-31T23:59:59.997), sent as null"
+        )
+        return None
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -598,11 +645,18 @@ _CONVERTERS: dict[str, Any] = {
 }
 
 
-def record_key(table: TableMap, record: dict[str, Any], *, by_content: bool) -> str:
-    """The store key of a root record: its key properties, or a hash of its content."""
+def record_key(
+    table: TableMap, record: dict[str, Any], *, by_content: bool, occurrence: int = 0
+) -> str:
+    """The store key of a root record: its key properties, or a hash of its content.
+
+    ``occurrence`` counts identical records of a keyless stream in one run, so each
+    is a row of its own (the first keeps the plain hash).
+    """
     if table.key_properties and not by_content:
         return dumps([_get(record, (k,)) for k in table.key_properties])
-    return "h:" + hashlib.sha256(dumps(record).encode()).hexdigest()
+    digest = "h:" + hashlib.sha256(dumps(record).encode()).hexdigest()
+    return f"{digest}:{occurrence}" if occurrence else digest
 
 
 @dataclass

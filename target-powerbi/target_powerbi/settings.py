@@ -4,9 +4,10 @@ typed, frozen `Settings` every other module reads instead of the raw config dict
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
@@ -163,14 +164,15 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
-        "rebuild_dataset_on_new_tables",
-        th.BooleanType,
-        default=False,
-        title="Rebuild dataset on new tables",
+        "on_new_tables",
+        th.StringType,
+        default="rebuild",
+        allowed_values=["rebuild", "fail"],
+        title="On new tables",
         description=(
-            "When the run carries tables the existing dataset lacks, delete and recreate "
-            "the dataset from the local store (reports must then be rebound) instead of "
-            "stopping with an error."
+            "When the run brings tables the dataset lacks (Power BI cannot add tables to a "
+            "push dataset): rebuild (create a new dataset from the local store, rebind the "
+            "workspace's reports to it, delete the old one) or fail (stop, changing nothing)."
         ),
     ),
     th.Property(
@@ -180,8 +182,20 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         allowed_values=["warn", "fail"],
         title="On invalid value",
         description=(
-            "A value Power BI cannot hold (string over 4,000 characters, Int64 out of range, "
-            "NaN): warn (truncate or send null, and log stream, record and column) or fail."
+            "A value Power BI cannot hold (string over 4,000 characters or not valid Unicode, "
+            "Int64 out of range, NaN, a number past a Double's precision, a date-time outside "
+            "UTC years 1-9999): warn (replace it, and log stream, record and column) or fail "
+            "(stop before storing)."
+        ),
+    ),
+    th.Property(
+        "replace_partitions",
+        th.ObjectType(additional_properties=th.ArrayType(th.StringType)),
+        title="Replace partitions",
+        description=(
+            "Stream -> columns of a partition (e.g. invoice_line_items: [tenant_id, "
+            "InvoiceID]): the rows a run brings for one partition value replace every stored "
+            "row of that value, so rows that vanished from the source leave Power BI."
         ),
     ),
     th.Property(
@@ -209,6 +223,42 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Seconds to wait for one Power BI response.",
     ),
 ).to_dict()
+
+
+class SettingsError(ValueError):
+    """A setting the target cannot use; the message names it and the fix."""
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _check_endpoint(name: str, url: str) -> None:
+    """https, or http only to this machine (a local emulator): tokens never travel in clear."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and (host in _LOOPBACK or host.startswith("127.")):
+        return
+    msg = (
+        f"Setting {name} is {url!r}: it must be an https:// URL (http:// only to this "
+        "machine, 127.0.0.1 or localhost); fix it in the target's config."
+    )
+    raise SettingsError(msg)
+
+
+def _check_partitions(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or not all(
+        isinstance(cols, list) and cols and all(isinstance(c, str) for c in cols)
+        for cols in value.values()
+    ):
+        msg = (
+            "Setting replace_partitions must map each stream to a non-empty list of column "
+            'names, e.g. {"invoice_line_items": ["tenant_id", "InvoiceID"]}.'
+        )
+        raise SettingsError(msg)
 
 
 def defaults() -> dict[str, Any]:
@@ -240,18 +290,26 @@ class Settings:
     object_depth: int
     child_table_depth: int
     child_tables: frozenset[str] | None
-    rebuild_dataset_on_new_tables: bool
+    on_new_tables: str
     on_invalid_value: str
     audit_log_path: Path
     max_retries: int
     request_timeout: float
+    replace_partitions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size_rows: int | None = None  # the Singer SDK's own setting, when given
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
-        """Parse a config (the SDK's, or a plain dict: the schema's defaults fill gaps)."""
+        """Parse a config (the SDK's, or a plain dict: the schema's defaults fill gaps).
+
+        Raises `SettingsError` (one line naming the setting and the fix) for what the
+        JSON Schema cannot say.
+        """
         given = {k: v for k, v in config.items() if v is not None}
         c = {**defaults(), **given}
+        for name in ("api_url", "authority_url"):
+            _check_endpoint(name, str(c[name]))
+        _check_partitions(c.get("replace_partitions"))
         store = Path(
             str(c.get("store_path") or Path(DEFAULT_STORE_FOLDER) / f"{c['dataset_name']}.sqlite3")
         )
@@ -277,10 +335,14 @@ class Settings:
             object_depth=int(c["object_depth"]),
             child_table_depth=int(c["child_table_depth"]),
             child_tables=frozenset(allow) if allow is not None else None,
-            rebuild_dataset_on_new_tables=bool(c["rebuild_dataset_on_new_tables"]),
+            on_new_tables=str(c["on_new_tables"]),
             on_invalid_value=str(c["on_invalid_value"]),
             audit_log_path=Path(str(audit)) if audit else store.with_suffix(".audit.jsonl"),
             max_retries=int(c["max_retries"]),
             request_timeout=float(c["request_timeout"]),
+            replace_partitions={
+                str(s): tuple(str(c) for c in cols)
+                for s, cols in (c.get("replace_partitions") or {}).items()
+            },
             batch_size_rows=int(rows) if rows else None,
         )

@@ -7,12 +7,13 @@ pending work to Power BI before it emits STATE and at the end of the run.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
-from target_powerbi.mapping import Row, build_rows, record_key
+from target_powerbi.mapping import Row, build_rows, dumps, record_key
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 
 class PowerBISink(BatchSink):
     """Maps a stream's records to rows and writes them to the local store."""
+
+    @override
+    def get_validator(self) -> None:
+        """No JSON Schema validation by the SDK: a value off its schema is handled like any
+        value Power BI cannot hold, by on_invalid_value (warn: replaced and logged with
+        stream, record and column; fail: stop before storing), not by a traceback."""
+        return None
 
     def __init__(
         self,
@@ -47,11 +55,13 @@ class PowerBISink(BatchSink):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        context.setdefault("records", []).append((record, self.pbi.message_version))
+        context.setdefault("records", []).append(
+            (record, self.pbi.message_version, self.pbi.messages_seen)
+        )
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        items: list[tuple[dict[str, Any], int | None]] = context.get("records", [])
+        items: list[tuple[dict[str, Any], int | None, int]] = context.get("records", [])
         if not items:
             return
         store = self.pbi.store
@@ -63,12 +73,20 @@ class PowerBISink(BatchSink):
                 self.table_names,
             )
         by_version: dict[int | None, list[tuple[str, list[Row]]]] = {}
-        for record, version in items:
-            key = record_key(self.root, record, by_content=self.by_content)
+        parts: dict[int | None, list[str | None]] = {}
+        for record, version, position in items:
+            key = self._key(record)
             rows = build_rows(self.root, record, key, self.pbi.policy)
             by_version.setdefault(version, []).append((key, rows))
+            parts.setdefault(version, []).append(self._partition(record, position))
         for version, records in by_version.items():
-            result = store.write(records, self.table_names, version=version, run=self.pbi.run_id)
+            result = store.write(
+                records,
+                self.table_names,
+                version=version,
+                run=self.pbi.run_id,
+                parts=parts[version],
+            )
             self.logger.info(
                 "Stored %d records of %s: %d new rows, %d unchanged, %d changed, %d removed",
                 len(records),
@@ -78,6 +96,25 @@ class PowerBISink(BatchSink):
                 result.changed,
                 result.removed,
             )
+
+    def _key(self, record: dict[str, Any]) -> str:
+        """The record's store key; identical records of a keyless stream each get their own."""
+        key = record_key(self.root, record, by_content=self.by_content)
+        if self.key_properties or self.load_method == "append-only":
+            return key
+        seen = self.pbi.occurrences.setdefault(self.stream_name, Counter())
+        occurrence = seen[key]
+        seen[key] += 1
+        return f"{key}:{occurrence}" if occurrence else key
+
+    def _partition(self, record: dict[str, Any], position: int) -> str | None:
+        """The record's replace_partitions value (JSON), noted for the sweep before a push."""
+        columns = self.pbi.settings.replace_partitions.get(self.stream_name)
+        if not columns:
+            return None
+        part = dumps([record.get(c) for c in columns])
+        self.pbi.partitions.setdefault(self.stream_name, {})[part] = position
+        return part
 
     @override
     def activate_version(self, new_version: int) -> None:
@@ -92,6 +129,7 @@ class PowerBISink(BatchSink):
         if seen == 1 and not store.version_rows(self.root.name, new_version, self.pbi.run_id):
             # The opening ACTIVATE_VERSION of a full-table sync: its rows are still to come.
             return
+        self.pbi.settled.add((self.stream_name, new_version))
         gone = store.activate_version(self.table_names, new_version, self.pbi.run_id)
         if gone:
             self.logger.info(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from target_powerbi.files import FILE_MODE, private_file
 from target_powerbi.mapping import Row, dumps
 
 SCHEMA = """
@@ -57,6 +58,11 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE INDEX IF NOT EXISTS rows_seq ON rows (tbl, seq);
 CREATE INDEX IF NOT EXISTS rows_root ON rows (tbl, root);
 """
+# Columns later versions added; a store of an earlier version gets them at open.
+ADDED_COLUMNS = {
+    "rows": {"part": "TEXT"},  # the record's partition value (replace_partitions)
+    "tables": {"keys": "TEXT"},  # the stream's key properties (JSON), for a re-key
+}
 
 
 @dataclass
@@ -89,12 +95,22 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives the -wal and -shm files the database file's mode: 0600 too.
+        private_file(self.path)
+        for sidecar in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if sidecar.exists():
+                sidecar.chmod(FILE_MODE)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS rows_part ON rows (tbl, part)")
 
     def close(self) -> None:
         """Checkpoint and close."""
@@ -122,15 +138,69 @@ class Store:
 
     # -------------------------------------------------------------- tables
 
-    def register_table(self, name: str, stream: str, definition: dict[str, Any]) -> None:
-        """Record (or update) a table's Power BI definition."""
+    def register_table(
+        self,
+        name: str,
+        stream: str,
+        definition: dict[str, Any],
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        """Record (or update) a table's Power BI definition and its stream's key."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO tables (name, stream, definition) VALUES (?, ?, ?) "
+                "INSERT INTO tables (name, stream, definition, keys) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET stream=excluded.stream, "
-                "definition=excluded.definition",
-                (name, stream, dumps(definition)),
+                "definition=excluded.definition, keys=excluded.keys",
+                (name, stream, dumps(definition), dumps(list(keys or []))),
             )
+
+    def keys(self, name: str) -> list[str] | None:
+        """The key properties a table was last registered with (None: never, or unknown)."""
+        with self._lock:
+            row = self._db.execute("SELECT keys FROM tables WHERE name=?", (name,)).fetchone()
+        return None if row is None or row[0] is None else list(json.loads(row[0]))
+
+    def has_rows(self) -> bool:
+        """Whether any table holds a row (something to push)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None
+
+    def stored(self, table: str) -> Iterator[tuple[str, str, int, dict[str, Any]]]:
+        """Every stored row of a table: (key, root key, seq, data); for migrations."""
+        with self._lock:
+            got = self._db.execute(
+                "SELECT k, root, seq, data FROM rows WHERE tbl=? ORDER BY seq", (table,)
+            ).fetchall()
+        for k, root, seq, data in got:
+            yield str(k), str(root), int(seq), json.loads(data)
+
+    def rewrite(
+        self,
+        table: str,
+        changes: Sequence[tuple[str, str, str, dict[str, Any]]],
+        drop: Sequence[str] = (),
+    ) -> None:
+        """Migrate stored rows: (old key, new key, new root key, new data); drop keys; dirty.
+
+        Power BI's copy is reloaded from the result (the table is marked dirty).
+        """
+        with self._tx() as db:
+            db.executemany("DELETE FROM rows WHERE tbl=? AND k=?", [(table, k) for k in drop])
+            # two steps, so a new key may be another row's old one
+            moved = [(old, new) for old, new, _, _ in changes if old != new]
+            db.executemany(
+                "UPDATE rows SET k=? WHERE tbl=? AND k=?",
+                [("\x00" + old, table, old) for old, _ in moved],
+            )
+            renamed = {old for old, _ in moved}
+            for old, new, root, data in changes:
+                text = dumps(data)
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                db.execute(
+                    "UPDATE rows SET k=?, root=?, hash=?, data=? WHERE tbl=? AND k=?",
+                    (new, root, digest, text, table, "\x00" + old if old in renamed else old),
+                )
+            db.execute("UPDATE tables SET dirty=1 WHERE name=?", (table,))
 
     def tables(self) -> list[TableState]:
         """Every table the store knows, in registration order."""
@@ -199,6 +269,7 @@ class Store:
         *,
         version: int | None,
         run: str,
+        parts: Sequence[str | None] | None = None,
     ) -> WriteResult:
         """Upsert the rows of whole records (root key, rows) in one transaction.
 
@@ -211,7 +282,8 @@ class Store:
         with self._tx() as db:
             seq = self._next_seq(db)
             pushed = {r[0]: int(r[1]) for r in db.execute("SELECT name, pushed_seq FROM tables")}
-            for root_key, rows in records:
+            for index, (root_key, rows) in enumerate(records):
+                part = parts[index] if parts is not None else None
                 seen: dict[str, set[str]] = {t: set() for t in tables}
                 for row in rows:
                     seen.setdefault(row.table, set()).add(row.key)
@@ -223,23 +295,23 @@ class Store:
                     if old is None:
                         seq += 1
                         db.execute(
-                            "INSERT INTO rows (tbl, k, root, hash, seq, version, run, data) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (row.table, row.key, root_key, digest, seq, version, run, text),
+                            "INSERT INTO rows (tbl, k, root, hash, seq, version, run, data, "
+                            "part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (row.table, row.key, root_key, digest, seq, version, run, text, part),
                         )
                         result.appended += 1
                     elif old[0] == digest:
                         db.execute(
-                            "UPDATE rows SET version=?, run=? WHERE tbl=? AND k=?",
-                            (version, run, row.table, row.key),
+                            "UPDATE rows SET version=?, run=?, part=? WHERE tbl=? AND k=?",
+                            (version, run, part, row.table, row.key),
                         )
                         result.unchanged += 1
                     else:
                         seq += 1
                         db.execute(
-                            "UPDATE rows SET hash=?, seq=?, version=?, run=?, data=? "
+                            "UPDATE rows SET hash=?, seq=?, version=?, run=?, data=?, part=? "
                             "WHERE tbl=? AND k=?",
-                            (digest, seq, version, run, text, row.table, row.key),
+                            (digest, seq, version, run, text, part, row.table, row.key),
                         )
                         if old[1] <= pushed.get(row.table, 0):
                             dirty.add(row.table)  # Power BI holds the old row
@@ -284,38 +356,59 @@ class Store:
 
     def activate_version(self, tables: Sequence[str], version: int, run: str) -> int:
         """Drop root rows of older versions not written this run, with their children."""
-        root = tables[0]
         with self._tx() as db:
             gone = [
                 r[0]
                 for r in db.execute(
                     "SELECT k FROM rows WHERE tbl=? AND (version IS NULL OR version<>?) "
                     "AND (run IS NULL OR run<>?)",
-                    (root, version, run),
+                    (tables[0], version, run),
                 )
             ]
-            if not gone:
-                return 0
-            pushed = {r[0]: int(r[1]) for r in db.execute("SELECT name, pushed_seq FROM tables")}
-            dirty = []
-            for tbl in tables:
-                column = "k" if tbl == root else "root"
-                doomed = [(tbl, k) for k in gone]
-                oldest = [
-                    db.execute(
-                        f"SELECT MIN(seq) FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608
-                        pair,
-                    ).fetchone()[0]
-                    for pair in doomed
-                ]
-                if any(s is not None and s <= pushed.get(tbl, 0) for s in oldest):
-                    dirty.append(tbl)  # Power BI holds rows that must go
-                db.executemany(
-                    f"DELETE FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608 - fixed names
-                    doomed,
-                )
-            db.executemany("UPDATE tables SET dirty=1 WHERE name=?", [(t,) for t in dirty])
+            self._remove_roots(db, tables, gone)
         return len(gone)
+
+    def sweep_partitions(self, tables: Sequence[str], parts: Sequence[str], run: str) -> int:
+        """Drop root rows of these partitions not written this run, with their children."""
+        with self._tx() as db:
+            gone: list[str] = []
+            for part in parts:
+                gone += [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT k FROM rows WHERE tbl=? AND part=? AND (run IS NULL OR run<>?)",
+                        (tables[0], part, run),
+                    )
+                ]
+            self._remove_roots(db, tables, gone)
+        return len(gone)
+
+    def _remove_roots(
+        self, db: sqlite3.Connection, tables: Sequence[str], gone: Sequence[str]
+    ) -> None:
+        """Delete root rows (by key) and their children; tables Power BI holds them in: dirty."""
+        if not gone:
+            return
+        root = tables[0]
+        pushed = {r[0]: int(r[1]) for r in db.execute("SELECT name, pushed_seq FROM tables")}
+        dirty = []
+        for tbl in tables:
+            column = "k" if tbl == root else "root"
+            doomed = [(tbl, k) for k in gone]
+            oldest = [
+                db.execute(
+                    f"SELECT MIN(seq) FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608
+                    pair,
+                ).fetchone()[0]
+                for pair in doomed
+            ]
+            if any(s is not None and s <= pushed.get(tbl, 0) for s in oldest):
+                dirty.append(tbl)  # Power BI holds rows that must go
+            db.executemany(
+                f"DELETE FROM rows WHERE tbl=? AND {column}=?",  # noqa: S608 - fixed names
+                doomed,
+            )
+        db.executemany("UPDATE tables SET dirty=1 WHERE name=?", [(t,) for t in dirty])
 
     def version_rows(self, table: str, version: int, run: str) -> int:
         """Rows of a table written with ``version`` in this run."""

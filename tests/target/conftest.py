@@ -103,7 +103,7 @@ class PowerBI:
             command = scaled.command()
             full_env[scaled.SCALE_ENV] = str(time_scale)
         command += ["--config", str(conf)]
-        lines = path.read_text().splitlines(keepends=True)
+        lines = path.read_text(errors="surrogateescape").splitlines(keepends=True)
         if kill is None or kill.input_lines is None:
             command += ["--input", str(path)]
         proc = subprocess.Popen(

@@ -110,13 +110,13 @@ def test_new_columns_are_added_with_put_table(powerbi: PowerBI) -> None:
 def test_a_new_stream_stops_with_the_choices_or_rebuilds_from_the_store(powerbi: PowerBI) -> None:
     powerbi.run("invoices_run1")
     old_id = powerbi.dataset()["id"]
-    refused = powerbi.run("payments_new_stream", check=False)
+    refused = powerbi.run("payments_new_stream", config={"on_new_tables": "fail"}, check=False)
     assert refused.returncode != 0
-    assert "rebuild_dataset_on_new_tables" in refused.stderr
+    assert "on_new_tables" in refused.stderr
     assert "payments" in refused.stderr
     assert refused.states == []  # no STATE for rows Power BI does not hold
 
-    rebuilt = powerbi.run("payments_new_stream", config={"rebuild_dataset_on_new_tables": True})
+    rebuilt = powerbi.run("payments_new_stream")  # on_new_tables: rebuild, the default
     assert "rebound" in rebuilt.stderr
     dataset = powerbi.dataset()
     assert dataset["id"] != old_id

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from sandbox.powerbi.errors import ApiError, bad_request, not_found
 from sandbox.powerbi.limits import retry_after_header
 from sandbox.powerbi.model import (
+    TableSchema,
     TableState,
     check_object,
     parse_dataset,
@@ -66,58 +67,65 @@ async def read_json(request: Request, state: PowerBIState) -> Any:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
-def routes(state: PowerBIState) -> list[Route]:
-    """Every push dataset operation, named by its Swagger operationId (for the stats)."""
-    limits = state.limits
+class PushDatasetApi:
+    """The handlers of the push dataset operations, over one sandbox's state."""
 
-    def operation(name: str) -> Callable[[Handler], Endpoint]:
-        def wrap(handler: Handler) -> Endpoint:
-            async def endpoint(request: Request) -> Response:
-                request_id = str(uuid.uuid4())
-                dataset: Dataset | None = None
-                try:
-                    principal = state.principal_for(request.headers.get("authorization"))
-                    state.authorize_workspace(principal, request.path_params["groupId"])
-                    if name == "PostRowsInGroup":
-                        dataset = state.datasets.get(request.path_params["datasetId"])
-                        if dataset is not None:
-                            if dataset.pending >= limits.max_pending_posts:
-                                dataset = None
-                                raise ApiError(
-                                    429,
-                                    "TooManyRequests",
-                                    f"More than {limits.max_pending_posts} POST rows requests "
-                                    "are pending on this dataset",
-                                    headers={
-                                        "Retry-After": retry_after_header(1, state.clock.time_scale)
-                                    },
-                                )
-                            dataset.pending += 1
-                    if state.faults.latency_ms > 0:
-                        await asyncio.sleep(state.faults.latency_ms / 1000)
-                    injected = state.injected_error(name)
-                    if injected is not None:
-                        raise injected
-                    response = await handler(request, principal)
-                    response.headers["RequestId"] = request_id
-                except ApiError as exc:
-                    response = exc.response(request_id)
-                finally:
-                    if dataset is not None:
-                        dataset.pending -= 1
-                state.record(name, response.status_code)
-                return response
+    def __init__(self, state: PowerBIState) -> None:
+        self.state = state
+        self.limits = state.limits
 
-            return endpoint
+    def operation(self, name: str, handler: Handler) -> Endpoint:
+        """The endpoint around `handler`: authorization, pending posts, faults, stats."""
+        state = self.state
 
-        return wrap
+        async def endpoint(request: Request) -> Response:
+            request_id = str(uuid.uuid4())
+            dataset: Dataset | None = None
+            try:
+                principal = state.principal_for(request.headers.get("authorization"))
+                state.authorize_workspace(principal, request.path_params["groupId"])
+                if name == "PostRowsInGroup":
+                    dataset = self.claim_pending(request)
+                if state.faults.latency_ms > 0:
+                    await asyncio.sleep(state.faults.latency_ms / 1000)
+                injected = state.injected_error(name)
+                if injected is not None:
+                    raise injected
+                response = await handler(request, principal)
+                response.headers["RequestId"] = request_id
+            except ApiError as exc:
+                response = exc.response(request_id)
+            finally:
+                if dataset is not None:
+                    dataset.pending -= 1
+            state.record(name, response.status_code)
+            return response
 
-    def api_base(request: Request) -> str:
-        return f"{str(request.base_url).rstrip('/')}/v1.0/myorg/groups/{state.workspace_id}"
+        return endpoint
 
-    def find_dataset(request: Request) -> Dataset:
+    def claim_pending(self, request: Request) -> Dataset | None:
+        """Count a POST rows request as pending on its dataset; 429 above the pending limit."""
+        dataset = self.state.datasets.get(request.path_params["datasetId"])
+        if dataset is None:
+            return None
+        limits = self.limits
+        if dataset.pending >= limits.max_pending_posts:
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                f"More than {limits.max_pending_posts} POST rows requests "
+                "are pending on this dataset",
+                headers={"Retry-After": retry_after_header(1, self.state.clock.time_scale)},
+            )
+        dataset.pending += 1
+        return dataset
+
+    def api_base(self, request: Request) -> str:
+        return f"{str(request.base_url).rstrip('/')}/v1.0/myorg/groups/{self.state.workspace_id}"
+
+    def find_dataset(self, request: Request) -> Dataset:
         dataset_id = request.path_params["datasetId"]
-        dataset = state.datasets.get(dataset_id)
+        dataset = self.state.datasets.get(dataset_id)
         if dataset is None:
             raise not_found(
                 f"Dataset {dataset_id} is not found! please verify datasetId is correct "
@@ -125,6 +133,7 @@ def routes(state: PowerBIState) -> list[Route]:
             )
         return dataset
 
+    @staticmethod
     def find_table(dataset: Dataset, request: Request) -> TableState:
         name = request.path_params["tableName"]
         table = dataset.table(name)
@@ -135,25 +144,25 @@ def routes(state: PowerBIState) -> list[Route]:
             )
         return table
 
-    @operation("GetDatasetsInGroup")
-    async def list_datasets(request: Request, principal: Principal) -> Response:
+    async def list_datasets(self, request: Request, principal: Principal) -> Response:
+        state = self.state
         with state.lock:
             value = [ds.summary() for ds in state.datasets.values()]
         return JSONResponse(
-            {"@odata.context": f"{api_base(request)}/$metadata#datasets", "value": value}
+            {"@odata.context": f"{self.api_base(request)}/$metadata#datasets", "value": value}
         )
 
-    @operation("PostDatasetInGroup")
-    async def create_dataset(request: Request, principal: Principal) -> Response:
+    async def create_dataset(self, request: Request, principal: Principal) -> Response:
+        state = self.state
         if state.faults.push_dataset_creation_retired:
             raise ApiError(400, RETIRED_CODE, RETIRED_MESSAGE)
         retention = parse_retention(request.query_params.get("defaultRetentionPolicy"))
         body = await read_json(request, state)
-        schema = parse_dataset(body, limits)
+        schema = parse_dataset(body, self.limits)
         dataset = state.create_dataset(schema, retention, principal)
         return JSONResponse(
             {
-                "@odata.context": f"{api_base(request)}/$metadata#datasets/$entity",
+                "@odata.context": f"{self.api_base(request)}/$metadata#datasets/$entity",
                 "id": dataset.id,
                 "name": dataset.name,
                 "defaultRetentionPolicy": dataset.retention,
@@ -161,37 +170,33 @@ def routes(state: PowerBIState) -> list[Route]:
             status_code=201,
         )
 
-    @operation("GetDatasetInGroup")
-    async def get_dataset(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        with state.lock:
+    async def get_dataset(self, request: Request, principal: Principal) -> Response:
+        dataset = self.find_dataset(request)
+        with self.state.lock:
             body = dataset.summary()
         return JSONResponse(
-            {"@odata.context": f"{api_base(request)}/$metadata#datasets/$entity", **body}
+            {"@odata.context": f"{self.api_base(request)}/$metadata#datasets/$entity", **body}
         )
 
-    @operation("DeleteDatasetInGroup")
-    async def delete_dataset(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        with state.lock:
-            state.datasets.pop(dataset.id, None)
+    async def delete_dataset(self, request: Request, principal: Principal) -> Response:
+        dataset = self.find_dataset(request)
+        with self.state.lock:
+            self.state.datasets.pop(dataset.id, None)
         return Response(status_code=200)
 
-    @operation("GetTablesInGroup")
-    async def get_tables(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        with state.lock:
+    async def get_tables(self, request: Request, principal: Principal) -> Response:
+        dataset = self.find_dataset(request)
+        with self.state.lock:
             value = [t.schema.to_json() for t in dataset.tables.values()]
         return JSONResponse(
-            {"@odata.context": f"{api_base(request)}/$metadata#tables", "value": value}
+            {"@odata.context": f"{self.api_base(request)}/$metadata#tables", "value": value}
         )
 
-    @operation("PutTableInGroup")
-    async def put_table(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        table = find_table(dataset, request)
-        body = await read_json(request, state)
-        schema = parse_table(body, "table", limits)
+    async def put_table(self, request: Request, principal: Principal) -> Response:
+        dataset = self.find_dataset(request)
+        table = self.find_table(dataset, request)
+        body = await read_json(request, self.state)
+        schema = parse_table(body, "table", self.limits)
         if schema.name != table.schema.name:
             raise bad_request(
                 f"the table in the body is named '{schema.name}', the URL names "
@@ -199,24 +204,16 @@ def routes(state: PowerBIState) -> list[Route]:
             )
         if schema.initial_rows:
             raise bad_request("PUT a table changes its schema only; POST rows to add rows")
-        for rel in dataset.relationships:
-            for rel_table, rel_column in (
-                (rel.from_table, rel.from_column),
-                (rel.to_table, rel.to_column),
-            ):
-                if rel_table == schema.name and schema.column(rel_column) is None:
-                    raise bad_request(
-                        f"relationship '{rel.name}' uses column '{rel_column}', "
-                        "which the new schema drops"
-                    )
-        with state.lock:
+        _check_relationships_kept(dataset, schema)
+        with self.state.lock:
             table.replace_schema(schema)
         return JSONResponse(schema.to_json())
 
-    @operation("PostRowsInGroup")
-    async def post_rows(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        table = find_table(dataset, request)
+    async def post_rows(self, request: Request, principal: Principal) -> Response:
+        state = self.state
+        limits = self.limits
+        dataset = self.find_dataset(request)
+        table = self.find_table(dataset, request)
         body = await read_json(request, state)
         check_object(body, {"rows": list}, ("rows",), "request")
         raw_rows: list[Any] = body["rows"]
@@ -227,7 +224,7 @@ def routes(state: PowerBIState) -> list[Route]:
                 "may be added per request"
             )
         with state.lock:
-            check_throttles(dataset, count)
+            self.check_throttles(dataset, count)
             rows = table.convert_rows(raw_rows, limits)
             if dataset.retention != "basicFIFO" and table.count + count > limits.max_rows_none:
                 raise bad_request(
@@ -235,22 +232,23 @@ def routes(state: PowerBIState) -> list[Route]:
                     f"table without a retention policy holds at most {limits.max_rows_none}"
                 )
             state.store_rows(dataset, table, rows)
-            record_post(dataset, count)
+            self.record_post(dataset, count)
         return Response(status_code=200)
 
-    def throttled(wait: float, message: str) -> ApiError:
+    def throttled(self, wait: float, message: str) -> ApiError:
         return ApiError(
             429,
             "TooManyRequests",
             message,
-            headers={"Retry-After": retry_after_header(wait, state.clock.time_scale)},
+            headers={"Retry-After": retry_after_header(wait, self.state.clock.time_scale)},
         )
 
-    def check_throttles(dataset: Dataset, count: int) -> None:
-        now = state.clock.timestamp()
+    def check_throttles(self, dataset: Dataset, count: int) -> None:
+        limits = self.limits
+        now = self.state.clock.timestamp()
         wait = dataset.posts_minute.wait_for_room(now, limits.posts_per_minute)
         if wait > 0:
-            raise throttled(
+            raise self.throttled(
                 wait,
                 f"Rate limit exceeded: at most {limits.posts_per_minute} POST rows requests "
                 "a minute per dataset",
@@ -258,17 +256,17 @@ def routes(state: PowerBIState) -> list[Route]:
         if any(t.count >= limits.big_table_rows for t in dataset.tables.values()):
             wait = dataset.posts_hour.wait_for_room(now, limits.posts_per_hour_big_table)
             if wait > 0:
-                raise throttled(
+                raise self.throttled(
                     wait,
                     f"Rate limit exceeded: at most {limits.posts_per_hour_big_table} POST rows "
                     f"requests an hour once a table holds {limits.big_table_rows} rows",
                 )
         wait = dataset.rows_hour.wait_for_room(now, limits.rows_per_hour, count)
         if wait > 0:
-            raise throttled(wait, "Maximum number of rows exceeded in time window")
+            raise self.throttled(wait, "Maximum number of rows exceeded in time window")
 
-    def record_post(dataset: Dataset, count: int) -> None:
-        now = state.clock.timestamp()
+    def record_post(self, dataset: Dataset, count: int) -> None:
+        now = self.state.clock.timestamp()
         dataset.posts_minute.add(now)
         dataset.posts_hour.add(now)
         if count:
@@ -276,25 +274,24 @@ def routes(state: PowerBIState) -> list[Route]:
         dataset.max_posts_in_a_minute = max(
             dataset.max_posts_in_a_minute, dataset.posts_minute.used(now)
         )
-        stats = state.stats
+        stats = self.state.stats
         stats.posts_minute.add(now)
         stats.max_posts_in_a_minute = max(stats.max_posts_in_a_minute, stats.posts_minute.used(now))
         stats.rows_per_post.append(count)
         stats.rows_posted += count
 
-    @operation("DeleteRowsInGroup")
-    async def delete_rows(request: Request, principal: Principal) -> Response:
-        dataset = find_dataset(request)
-        table = find_table(dataset, request)
-        with state.lock:
+    async def delete_rows(self, request: Request, principal: Principal) -> Response:
+        dataset = self.find_dataset(request)
+        table = self.find_table(dataset, request)
+        with self.state.lock:
             table.rows.clear()
             table.synthetic = 0
         return Response(status_code=200)
 
-    async def my_workspace(request: Request) -> Response:
+    async def my_workspace(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            state.principal_for(request.headers.get("authorization"))
+            self.state.principal_for(request.headers.get("authorization"))
             raise ApiError(
                 403,
                 "PowerBINotAuthorizedException",
@@ -303,30 +300,54 @@ def routes(state: PowerBIState) -> list[Route]:
             )
         except ApiError as exc:
             response = exc.response(request_id)
-        state.record("MyWorkspace", response.status_code)
+        self.state.record("MyWorkspace", response.status_code)
         return response
 
+
+def _check_relationships_kept(dataset: Dataset, schema: TableSchema) -> None:
+    """A new table schema keeps every column a relationship of the dataset uses."""
+    for rel in dataset.relationships:
+        for rel_table, rel_column in (
+            (rel.from_table, rel.from_column),
+            (rel.to_table, rel.to_column),
+        ):
+            if rel_table == schema.name and schema.column(rel_column) is None:
+                raise bad_request(
+                    f"relationship '{rel.name}' uses column '{rel_column}', "
+                    "which the new schema drops"
+                )
+
+
+def routes(state: PowerBIState) -> list[Route]:
+    """Every push dataset operation, named by its Swagger operationId (for the stats)."""
+    api = PushDatasetApi(state)
+    op = api.operation
     group = "/v1.0/myorg/groups/{groupId}"
+    table = f"{group}/datasets/{{datasetId}}/tables/{{tableName}}"
     return [
-        Route(f"{group}/datasets", list_datasets, methods=["GET"]),
-        Route(f"{group}/datasets", create_dataset, methods=["POST"]),
-        Route(f"{group}/datasets/{{datasetId}}", get_dataset, methods=["GET"]),
-        Route(f"{group}/datasets/{{datasetId}}", delete_dataset, methods=["DELETE"]),
-        Route(f"{group}/datasets/{{datasetId}}/tables", get_tables, methods=["GET"]),
-        Route(f"{group}/datasets/{{datasetId}}/tables/{{tableName}}", put_table, methods=["PUT"]),
+        Route(f"{group}/datasets", op("GetDatasetsInGroup", api.list_datasets), methods=["GET"]),
+        Route(f"{group}/datasets", op("PostDatasetInGroup", api.create_dataset), methods=["POST"]),
         Route(
-            f"{group}/datasets/{{datasetId}}/tables/{{tableName}}/rows",
-            post_rows,
-            methods=["POST"],
+            f"{group}/datasets/{{datasetId}}",
+            op("GetDatasetInGroup", api.get_dataset),
+            methods=["GET"],
         ),
         Route(
-            f"{group}/datasets/{{datasetId}}/tables/{{tableName}}/rows",
-            delete_rows,
+            f"{group}/datasets/{{datasetId}}",
+            op("DeleteDatasetInGroup", api.delete_dataset),
             methods=["DELETE"],
         ),
         Route(
+            f"{group}/datasets/{{datasetId}}/tables",
+            op("GetTablesInGroup", api.get_tables),
+            methods=["GET"],
+        ),
+        Route(table, op("PutTableInGroup", api.put_table), methods=["PUT"]),
+        Route(f"{table}/rows", op("PostRowsInGroup", api.post_rows), methods=["POST"]),
+        Route(f"{table}/rows", op("DeleteRowsInGroup", api.delete_rows), methods=["DELETE"]),
+        Route(
             "/v1.0/myorg/datasets{rest:path}",
-            my_workspace,
+            api.my_workspace,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
     ]

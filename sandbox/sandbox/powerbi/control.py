@@ -30,17 +30,22 @@ async def _body(request: Request) -> dict[str, Any]:
     return value
 
 
-def routes(state: PowerBIState) -> list[Route]:
-    async def datasets(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+class Control:
+    """The handlers of the control API, over one sandbox's state."""
 
-    async def rows(request: Request) -> Response:
+    def __init__(self, state: PowerBIState) -> None:
+        self.state = state
+
+    async def datasets(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
+
+    async def rows(self, request: Request) -> Response:
         dataset_id = request.path_params["datasetId"]
         table_name = request.path_params["tableName"]
         limit_raw = request.query_params.get("limit")
         limit = int(limit_raw) if limit_raw and limit_raw.isdigit() else None
-        with state.lock:
-            dataset = state.datasets.get(dataset_id)
+        with self.state.lock:
+            dataset = self.state.datasets.get(dataset_id)
             table = dataset.table(table_name) if dataset else None
             if table is None:
                 return _error(404, f"no table '{table_name}' in dataset {dataset_id}")
@@ -54,8 +59,9 @@ def routes(state: PowerBIState) -> list[Route]:
                 }
             )
 
-    async def seed(request: Request) -> Response:
+    async def seed(self, request: Request) -> Response:
         """Count `count` contentless rows into a table (to reach the big-table edges quickly)."""
+        state = self.state
         try:
             body = await _body(request)
             count = int(body.get("count", 0))
@@ -77,24 +83,25 @@ def routes(state: PowerBIState) -> list[Route]:
                 dataset.rows_hour.add(state.clock.timestamp(), count)
             return JSONResponse({"rowCount": table.count})
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse(state.stats_json())
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.state.stats_json())
 
-    async def faults(request: Request) -> Response:
+    async def faults(self, request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse(state.faults.to_json())
+            return JSONResponse(self.state.faults.to_json())
         try:
             body = await _body(request)
-            result = state.set_faults(body)
+            result = self.state.set_faults(body)
         except (ValueError, TypeError) as exc:
             return _error(400, str(exc))
         return JSONResponse(result.to_json())
 
-    async def reset(request: Request) -> Response:
-        state.reset()
+    async def reset(self, request: Request) -> Response:
+        self.state.reset()
         return JSONResponse({"reset": True})
 
-    async def clock(request: Request) -> Response:
+    async def clock(self, request: Request) -> Response:
+        clock = self.state.clock
         if request.method == "POST":
             try:
                 body = await _body(request)
@@ -103,23 +110,32 @@ def routes(state: PowerBIState) -> list[Route]:
                 return _error(400, str(exc))
             if seconds < 0:
                 return _error(400, "the clock only moves forward")
-            state.clock.advance(seconds)
-        return JSONResponse(
-            {"now": state.clock.now().isoformat(), "time_scale": state.clock.time_scale}
-        )
+            clock.advance(seconds)
+        return JSONResponse({"now": clock.now().isoformat(), "time_scale": clock.time_scale})
 
-    async def viewer(request: Request) -> Response:
-        return HTMLResponse(render_viewer(state))
+    async def viewer(self, request: Request) -> Response:
+        return HTMLResponse(render_viewer(self.state))
 
+
+def routes(state: PowerBIState) -> list[Route]:
+    control = Control(state)
     return [
-        Route("/", viewer, methods=["GET"]),
-        Route("/_sandbox/datasets", datasets, methods=["GET"]),
-        Route("/_sandbox/datasets/{datasetId}/tables/{tableName}/rows", rows, methods=["GET"]),
-        Route("/_sandbox/datasets/{datasetId}/tables/{tableName}/seed", seed, methods=["POST"]),
-        Route("/_sandbox/stats", stats, methods=["GET"]),
-        Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+        Route("/", control.viewer, methods=["GET"]),
+        Route("/_sandbox/datasets", control.datasets, methods=["GET"]),
+        Route(
+            "/_sandbox/datasets/{datasetId}/tables/{tableName}/rows",
+            control.rows,
+            methods=["GET"],
+        ),
+        Route(
+            "/_sandbox/datasets/{datasetId}/tables/{tableName}/seed",
+            control.seed,
+            methods=["POST"],
+        ),
+        Route("/_sandbox/stats", control.stats, methods=["GET"]),
+        Route("/_sandbox/faults", control.faults, methods=["GET", "POST"]),
+        Route("/_sandbox/reset", control.reset, methods=["POST"]),
+        Route("/_sandbox/clock", control.clock, methods=["GET", "POST"]),
     ]
 
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.powerbi.limits import retry_after_header
-from sandbox.powerbi.state import POWERBI_SCOPE, PowerBIState
+from sandbox.powerbi.state import POWERBI_SCOPE, PowerBIState, Principal
 
 # Scopes MSAL may add on its own; they never change a client-credentials grant.
 _RESERVED_SCOPES = {"openid", "profile", "offline_access"}
@@ -38,16 +38,20 @@ def _oauth_error(
     return JSONResponse(body, status_code=status)
 
 
-def routes(state: PowerBIState) -> list[Route]:
-    """Discovery and token endpoints under /{tenant}/."""
+class Entra:
+    """Discovery and token endpoints under /{tenant}/, over one sandbox's state."""
 
-    async def latency() -> None:
-        if state.faults.latency_ms > 0:
-            await asyncio.sleep(state.faults.latency_ms / 1000)
+    def __init__(self, state: PowerBIState) -> None:
+        self.state = state
 
-    async def openid_configuration(request: Request) -> Response:
+    async def latency(self) -> None:
+        if self.state.faults.latency_ms > 0:
+            await asyncio.sleep(self.state.faults.latency_ms / 1000)
+
+    async def openid_configuration(self, request: Request) -> Response:
+        state = self.state
         tenant = request.path_params["tenant"]
-        await latency()
+        await self.latency()
         if tenant != state.tenant_id:
             state.record("OpenIdConfiguration", 400)
             return _oauth_error(
@@ -76,48 +80,43 @@ def routes(state: PowerBIState) -> list[Route]:
             }
         )
 
-    async def token(request: Request) -> Response:
-        response = await _token(request)
-        state.record("Token", response.status_code)
+    async def token(self, request: Request) -> Response:
+        response = await self._token(request)
+        self.state.record("Token", response.status_code)
         return response
 
-    async def _token(request: Request) -> Response:
+    def _outage(self, request: Request) -> Response:
+        state = self.state
+        outage = _oauth_error(
+            503,
+            "temporarily_unavailable",
+            50196,
+            "The server is temporarily unavailable (sandbox token outage).",
+            request,
+        )
+        wait = state.faults.retry_after
+        outage.headers["Retry-After"] = (
+            retry_after_header(wait, state.clock.time_scale) if wait is not None else "1"
+        )
+        return outage
+
+    async def _token(self, request: Request) -> Response:
+        state = self.state
         tenant = request.path_params["tenant"]
-        await latency()
+        await self.latency()
         if state.faults.token_outage:
-            outage = _oauth_error(
-                503,
-                "temporarily_unavailable",
-                50196,
-                "The server is temporarily unavailable (sandbox token outage).",
-                request,
-            )
-            wait = state.faults.retry_after
-            outage.headers["Retry-After"] = (
-                retry_after_header(wait, state.clock.time_scale) if wait is not None else "1"
-            )
-            return outage
+            return self._outage(request)
         if tenant != state.tenant_id:
             return _oauth_error(
                 400, "invalid_request", 90002, f"Tenant '{tenant}' not found.", request
             )
-        # application/x-www-form-urlencoded, parsed here to need no multipart library.
+        fields = await _form(request)
         try:
-            fields = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        except UnicodeDecodeError:
-            fields = {}
-        client_id = fields.get("client_id")
-        client_secret = fields.get("client_secret")
-        basic = request.headers.get("authorization", "")
-        if basic.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(basic[6:].strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return _oauth_error(
-                    401, "invalid_client", 7000216, "Malformed Basic credentials.", request
-                )
-            user, _, password = decoded.partition(":")
-            client_id, client_secret = unquote(user), unquote(password)
+            client_id, client_secret = _client_credentials(request, fields)
+        except (binascii.Error, UnicodeDecodeError):
+            return _oauth_error(
+                401, "invalid_client", 7000216, "Malformed Basic credentials.", request
+            )
         if fields.get("grant_type") != "client_credentials":
             return _oauth_error(
                 400,
@@ -139,9 +138,7 @@ def routes(state: PowerBIState) -> list[Route]:
                 f"Application with identifier '{client_id}' was not found in the directory.",
                 request,
             )
-        if not client_secret or not hmac.compare_digest(
-            client_secret.encode(), principal.client_secret.encode()
-        ):
+        if not _secret_matches(principal, client_secret):
             return _oauth_error(
                 401,
                 "invalid_client",
@@ -170,11 +167,39 @@ def routes(state: PowerBIState) -> list[Route]:
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    async def keys(request: Request) -> Response:
+    async def keys(self, request: Request) -> Response:
         return JSONResponse({"keys": []})
 
+
+async def _form(request: Request) -> dict[str, str]:
+    """application/x-www-form-urlencoded, parsed here to need no multipart library."""
+    try:
+        return dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return {}
+
+
+def _client_credentials(request: Request, fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """Client id and secret from HTTP Basic, else from the form (binascii.Error if malformed)."""
+    basic = request.headers.get("authorization", "")
+    if basic.lower().startswith("basic "):
+        decoded = base64.b64decode(basic[6:].strip(), validate=True).decode()
+        user, _, password = decoded.partition(":")
+        return unquote(user), unquote(password)
+    return fields.get("client_id"), fields.get("client_secret")
+
+
+def _secret_matches(principal: Principal, client_secret: str | None) -> bool:
+    return bool(client_secret) and hmac.compare_digest(
+        str(client_secret).encode(), principal.client_secret.encode()
+    )
+
+
+def routes(state: PowerBIState) -> list[Route]:
+    """Discovery and token endpoints under /{tenant}/."""
+    entra = Entra(state)
     return [
-        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration),
-        Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
-        Route("/{tenant}/discovery/v2.0/keys", keys),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", entra.openid_configuration),
+        Route("/{tenant}/oauth2/v2.0/token", entra.token, methods=["POST"]),
+        Route("/{tenant}/discovery/v2.0/keys", entra.keys),
     ]

@@ -291,53 +291,53 @@ def parse_dataset(value: Any, limits: Limits) -> DatasetSchema:
     by_name = {t.name: t for t in tables}
     relationships: list[Relationship] = []
     for index, raw in enumerate(raw_rels):
-        where = f"relationship {index}"
-        rel = check_object(
-            raw,
-            RELATIONSHIP_KEYS,
-            ("name", "fromTable", "fromColumn", "toTable", "toColumn"),
-            where,
-        )
-        rel_name = check_name(rel["name"], "Relationship", table_like=True)
-        if any(r.name.lower() == rel_name.lower() for r in relationships):
-            raise bad_request(f"duplicate relationship '{rel_name}'")
-        ends: list[Column] = []
-        for table_key, column_key in (("fromTable", "fromColumn"), ("toTable", "toColumn")):
-            table_ref = by_name.get(rel[table_key])
-            if table_ref is None:
-                raise bad_request(
-                    f"relationship '{rel_name}': {table_key} '{rel[table_key]}' is not a table"
-                )
-            column = table_ref.column(rel[column_key])
-            if column is None:
-                raise bad_request(
-                    f"relationship '{rel_name}': {column_key} '{rel[column_key]}' "
-                    f"is not a column of '{table_ref.name}'"
-                )
-            ends.append(column)
-        if rel["fromTable"] == rel["toTable"]:
-            raise bad_request(f"relationship '{rel_name}' must join two different tables")
-        if ends[0].data_type != ends[1].data_type:
-            raise bad_request(
-                f"relationship '{rel_name}' joins a {ends[0].data_type} column "
-                f"to a {ends[1].data_type} column"
-            )
-        cross = _enum(
-            rel.get("crossFilteringBehavior") or "OneDirection",
-            CROSS_FILTERING,
-            "crossFilteringBehavior",
-        )
-        relationships.append(
-            Relationship(
-                rel_name,
-                rel["fromTable"],
-                rel["fromColumn"],
-                rel["toTable"],
-                rel["toColumn"],
-                cross,
-            )
-        )
+        taken = {r.name.lower() for r in relationships}
+        relationships.append(_parse_relationship(raw, f"relationship {index}", by_name, taken))
     return DatasetSchema(name, mode, tables, relationships)
+
+
+def _parse_relationship(
+    raw: Any, where: str, by_name: dict[str, TableSchema], taken: set[str]
+) -> Relationship:
+    """One relationship: a new name; both ends exist, differ and share a data type."""
+    rel = check_object(
+        raw,
+        RELATIONSHIP_KEYS,
+        ("name", "fromTable", "fromColumn", "toTable", "toColumn"),
+        where,
+    )
+    rel_name = check_name(rel["name"], "Relationship", table_like=True)
+    if rel_name.lower() in taken:
+        raise bad_request(f"duplicate relationship '{rel_name}'")
+    ends: list[Column] = []
+    for table_key, column_key in (("fromTable", "fromColumn"), ("toTable", "toColumn")):
+        table_ref = by_name.get(rel[table_key])
+        if table_ref is None:
+            raise bad_request(
+                f"relationship '{rel_name}': {table_key} '{rel[table_key]}' is not a table"
+            )
+        column = table_ref.column(rel[column_key])
+        if column is None:
+            raise bad_request(
+                f"relationship '{rel_name}': {column_key} '{rel[column_key]}' "
+                f"is not a column of '{table_ref.name}'"
+            )
+        ends.append(column)
+    if rel["fromTable"] == rel["toTable"]:
+        raise bad_request(f"relationship '{rel_name}' must join two different tables")
+    if ends[0].data_type != ends[1].data_type:
+        raise bad_request(
+            f"relationship '{rel_name}' joins a {ends[0].data_type} column "
+            f"to a {ends[1].data_type} column"
+        )
+    cross = _enum(
+        rel.get("crossFilteringBehavior") or "OneDirection",
+        CROSS_FILTERING,
+        "crossFilteringBehavior",
+    )
+    return Relationship(
+        rel_name, rel["fromTable"], rel["fromColumn"], rel["toTable"], rel["toColumn"], cross
+    )
 
 
 def parse_retention(value: str | None) -> str:

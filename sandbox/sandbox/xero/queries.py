@@ -104,14 +104,48 @@ def order_records(records: list[Record], order: str) -> list[Record]:
     return records
 
 
+SUMMARY_DROPS = frozenset(
+    {
+        "LineItems",
+        "Payments",
+        "CreditNotes",
+        "Prepayments",
+        "Overpayments",
+        "Addresses",
+        "Phones",
+        "ContactGroups",
+        "ContactPersons",
+    }
+)
+
+
 def select(
     org: Org, collection: str, params: Mapping[str, str], if_modified_since: str | None
 ) -> tuple[list[Record], dict[str, int] | None]:
     """The records of one GET of a collection, and its `pagination` object where Xero sends one."""
     if collection == "Journals":
         return journals(org, params, if_modified_since), None
-    records = org.data[collection]
     since = parse_if_modified_since(if_modified_since) if collection in MODIFIED_FIELD else None
+    chosen = _filtered(_visible(org, collection, params, since), collection, params)
+    if params.get("order"):
+        chosen = order_records(chosen, params["order"])
+    if summary_only(collection, params):
+        chosen = [{k: v for k, v in r.items() if k not in SUMMARY_DROPS} for r in chosen]
+    if collection not in PAGED or "page" not in params:
+        filtered = since is not None or any(
+            params.get(k) for k in ("IDs", "Statuses", "ContactIDs")
+        )
+        if collection in PAGED and not filtered and len(chosen) > UNFILTERED_LIMIT:
+            raise ApiError(400, "Validation", "not filtering efficiently: use paging")
+        return chosen, None
+    return _page(chosen, collection, params)
+
+
+def _visible(
+    org: Org, collection: str, params: Mapping[str, str], since: int | None
+) -> list[Record]:
+    """Records changed since `since`, without the archived and deleted ones Xero hides."""
+    records = org.data[collection]
     modified = org.modified[collection]
     if since is not None:
         chosen = [r for key, r in records.items() if modified.get(key, 0) >= since]
@@ -122,6 +156,11 @@ def select(
         chosen = [r for r in chosen if r.get(status_field) != "ARCHIVED"]
     if collection == "BankTransfers" and not _flag(params, "includeDeleted"):
         chosen = [r for r in chosen if r.get("Status") != "DELETED"]
+    return chosen
+
+
+def _filtered(chosen: list[Record], collection: str, params: Mapping[str, str]) -> list[Record]:
+    """The `IDs`, `Statuses` and `ContactIDs` filters; `where` is refused."""
     if params.get("IDs"):
         wanted = {x.strip().lower() for x in params["IDs"].split(",")}
         chosen = [r for r in chosen if str(r[ID_FIELD[collection]]).lower() in wanted]
@@ -135,28 +174,13 @@ def select(
         ]
     if params.get("where"):
         raise ApiError(400, "Validation", "the sandbox does not evaluate `where` filters")
-    if params.get("order"):
-        chosen = order_records(chosen, params["order"])
-    if summary_only(collection, params):
-        drop = {
-            "LineItems",
-            "Payments",
-            "CreditNotes",
-            "Prepayments",
-            "Overpayments",
-            "Addresses",
-            "Phones",
-            "ContactGroups",
-            "ContactPersons",
-        }
-        chosen = [{k: v for k, v in r.items() if k not in drop} for r in chosen]
-    if collection not in PAGED or "page" not in params:
-        filtered = since is not None or any(
-            params.get(k) for k in ("IDs", "Statuses", "ContactIDs")
-        )
-        if collection in PAGED and not filtered and len(chosen) > UNFILTERED_LIMIT:
-            raise ApiError(400, "Validation", "not filtering efficiently: use paging")
-        return chosen, None
+    return chosen
+
+
+def _page(
+    chosen: list[Record], collection: str, params: Mapping[str, str]
+) -> tuple[list[Record], dict[str, int] | None]:
+    """One page of `chosen`; `pagination` where the collection takes `pageSize`."""
     page = _int_param(params, "page", 1)
     if page < 1:
         raise ApiError(400, "Validation", "page must be 1 or more")

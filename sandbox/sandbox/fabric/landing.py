@@ -116,15 +116,26 @@ def _markers(table: pa.Table) -> list[int]:
     return [int(v) for v in values]
 
 
-def check_types(data: pa.Table, landed: dict[str, pa.DataType]) -> None:
+def kind(data_type: pa.DataType) -> str:
+    """A column's type as the table keeps it: timestamp units and large variants are encodings."""
+    if pa.types.is_timestamp(data_type):
+        return f"timestamp[tz={data_type.tz}]"
+    if pa.types.is_large_string(data_type):
+        return "string"
+    if pa.types.is_large_binary(data_type):
+        return "binary"
+    return str(data_type)
+
+
+def check_types(data: pa.Table, landed: dict[str, str]) -> None:
     """A column may be added, never change type (replication of the table stops)."""
     for field in data.schema:
         if pa.types.is_null(field.type):
             continue
         known = landed.get(field.name)
-        if known is not None and known != field.type:
+        if known is not None and known != kind(field.type):
             raise LandingError(
-                f"column {field.name} changed type from {known} to {field.type}; replication "
+                f"column {field.name} changed type from {known} to {kind(field.type)}; replication "
                 "of this table stops until its folder is recreated",
                 fatal=True,
             )

@@ -24,6 +24,7 @@ from sandbox.fabric.landing import (
     LandingError,
     Metadata,
     check_types,
+    kind,
     parse_metadata,
     read_changes,
 )
@@ -60,12 +61,14 @@ class MirroredTable:
     last_applied: tuple[str, str] | None = None
     error: str | None = None
     blocker: tuple[str, str] | None = None
-    landed_types: dict[str, pa.DataType] = field(default_factory=dict)
+    landed_types: dict[str, str] = field(default_factory=dict)
+    delta_types: dict[str, pa.DataType] = field(default_factory=dict)
     row_count: int = 0
     processed_rows: int = 0
     processed_bytes: int = 0
     last_sync: str | None = None
     waiting: list[str] = field(default_factory=list)
+    stopped: bool = False
 
     @property
     def status(self) -> str:
@@ -93,7 +96,7 @@ class MirroredTable:
             "status": self.status,
             "error": self.error,
             "keyColumns": list(self.key_columns) if self.key_columns else None,
-            "columns": {name: str(t) for name, t in self.landed_types.items()},
+            "columns": dict(self.landed_types),
             "lastAppliedFile": self.last_applied[0] if self.last_applied else None,
             "nextSequence": f"{self.next_sequence:020d}.parquet",
             "waitingFiles": list(self.waiting),
@@ -192,8 +195,8 @@ class Replicator:
         )
 
     def _follow(self, table: MirroredTable) -> None:
-        if not self._follow_metadata(table):
-            return
+        if table.stopped or not self._follow_metadata(table):
+            return  # a stopped table waits for its folder to be recreated
         if table.blocker is not None:
             name, etag = table.blocker
             node = self.store.get(f"{table.folder}/{name}")
@@ -213,6 +216,7 @@ class Replicator:
                 self._refuse(table, name, node.etag, error)
                 table.error = f"{name}: {error.reason}"
                 table.blocker = (name, node.etag)
+                table.stopped = error.fatal
                 break
         table.waiting = sorted(files)
 
@@ -280,7 +284,7 @@ class Replicator:
     def _apply(self, table: MirroredTable, name: str, node: Node) -> None:
         changes = read_changes(node.content, table.metadata)
         check_types(changes.data, table.landed_types)
-        data = _for_delta(changes.data, table.landed_types)
+        data = _for_delta(changes.data, table.delta_types)
         if table.exists() and all(op == INSERT for op in changes.operations):
             write_deltalake(str(table.delta_path), data, mode="append", schema_mode="merge")
             table.row_count += data.num_rows
@@ -292,7 +296,8 @@ class Replicator:
             table.row_count = result.num_rows
         for column in changes.data.schema:
             if not pa.types.is_null(column.type):
-                table.landed_types.setdefault(column.name, column.type)
+                table.landed_types.setdefault(column.name, kind(column.type))
+                table.delta_types.setdefault(column.name, data.schema.field(column.name).type)
         self._processed(table, name)
         table.last_applied = (name, node.etag)
         table.next_sequence += 1
@@ -318,27 +323,23 @@ class Replicator:
             )
 
 
-def _for_delta(data: pa.Table, landed: dict[str, pa.DataType]) -> pa.Table:
-    """Delta stores microsecond timestamps and has no null type: cast, keeping values."""
-    columns: list[pa.Array | pa.ChunkedArray] = []
-    fields: list[pa.Field] = []
-    for column, fld in zip(data.columns, data.schema, strict=True):
-        kind = fld.type
-        if pa.types.is_null(kind):
-            kind = landed.get(fld.name, pa.string())
-        if pa.types.is_timestamp(kind) and kind.unit != "us":
-            kind = pa.timestamp("us", tz=kind.tz)
-        if pa.types.is_time(kind):
-            kind = pa.string()
-        fields.append(pa.field(fld.name, _delta_type(kind), nullable=True))
-        columns.append(column.cast(fields[-1].type))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
-
-
-def _delta_type(kind: pa.DataType) -> pa.DataType:
-    if pa.types.is_timestamp(kind) and kind.unit != "us":
-        return pa.timestamp("us", tz=kind.tz)
-    return kind
+def _for_delta(data: pa.Table, stored: dict[str, pa.DataType]) -> pa.Table:
+    """Delta keeps microsecond timestamps and has no null or time type: cast, keeping values."""
+    fields: list[Any] = []
+    for fld in data.schema:
+        target = fld.type
+        if pa.types.is_null(target):
+            if fld.name not in stored:
+                continue  # all null and never typed: added when a file gives it a type
+            target = stored[fld.name]
+        elif pa.types.is_timestamp(target) and target.unit != "us":
+            target = pa.timestamp("us", tz=target.tz)
+        elif pa.types.is_time(target):
+            target = pa.string()
+        fields.append(pa.field(fld.name, target, nullable=True))
+    schema = pa.schema(fields)
+    columns = [data.column(f.name).cast(f.type) for f in fields]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _merged(table: MirroredTable, data: pa.Table, changes: Changes) -> pa.Table:

@@ -21,7 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.fabric.errors import STORAGE_VERSION, StorageError, path_not_found
+from sandbox.fabric.errors import (
+    STORAGE_VERSION,
+    DroppedResponse,
+    StorageError,
+    path_not_found,
+)
 from sandbox.fabric.onelake import Node
 from sandbox.fabric.state import STORAGE_RESOURCE, FabricState
 from sandbox.powerbi.errors import ApiError
@@ -83,13 +88,23 @@ class OneLakeApi:
                     injected.message,
                     headers=injected.headers,
                 )
+            drop = state.should_drop(operation)
+            if drop and not state.drops.drop_after_apply:
+                return self._dropped(operation)
             response = await handler(request, filesystem, path)
+            if drop:
+                return self._dropped(operation)
         except StorageError as exc:
             response = exc.response(request_id, head=head)
         response.headers["x-ms-request-id"] = request_id
         response.headers["x-ms-version"] = STORAGE_VERSION
         state.record(operation, response.status_code)
         return response
+
+    def _dropped(self, operation: str) -> Response:
+        self.state.record(operation, 0)
+        self.state.record("DroppedConnection", 0)
+        return DroppedResponse()
 
     def _route(self, request: Request, path: str) -> tuple[str, Handler]:
         query = request.query_params

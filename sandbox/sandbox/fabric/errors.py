@@ -5,6 +5,8 @@ from __future__ import annotations
 from email.utils import formatdate
 
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from typing_extensions import override
 
 
 class FabricError(Exception):
@@ -60,3 +62,25 @@ STORAGE_VERSION = "2025-01-05"
 
 def path_not_found(path: str) -> StorageError:
     return StorageError(404, "PathNotFound", f"The specified path does not exist: {path}")
+
+
+class DroppedResponse(Response):
+    """The dropped-connection fault: headers promise a body that never comes.
+
+    Returning with the body unfinished makes uvicorn close the connection; the client sees a
+    broken read, not an HTTP status.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, media_type="application/json")
+
+    @override
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1024"), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})

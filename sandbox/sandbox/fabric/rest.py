@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.fabric.errors import FabricError
+from sandbox.fabric.errors import DroppedResponse, FabricError
 from sandbox.fabric.state import FABRIC_RESOURCE, FabricState, Item, utc
 from sandbox.powerbi.errors import ApiError
 from sandbox.powerbi.limits import retry_after_header
@@ -91,6 +91,12 @@ def _check_semantic_model(parts: dict[str, bytes]) -> None:
         )
 
 
+def _dropped(state: FabricState, operation: str) -> Response:
+    state.record(operation, 0)
+    state.record("DroppedConnection", 0)
+    return DroppedResponse()
+
+
 class FabricApi:
     """The handlers of Fabric's REST API, over one sandbox's state."""
 
@@ -114,8 +120,13 @@ class FabricApi:
                     raise FabricError(
                         injected.status, injected.code, injected.message, headers=injected.headers
                     )
+                drop = state.should_drop(name)
+                if drop and not state.drops.drop_after_apply:
+                    return _dropped(state, name)
                 with state.lock:
                     response = await handler(request)
+                if drop:
+                    return _dropped(state, name)
                 response.headers["requestId"] = request_id
             except FabricError as exc:
                 response = exc.response(request_id)

@@ -172,8 +172,11 @@ class FabricState(PowerBIState):
     def faults_json(self) -> dict[str, Any]:
         return {**self.faults.to_json(), **self.drops.__dict__, "lro_polls": self.lro_polls}
 
-    def should_drop(self) -> bool:
+    def should_drop(self, operation: str) -> bool:
+        """Whether to drop this call's connection (the `operations` fault filter applies)."""
         with self.lock:
+            if self.faults.operations is not None and operation not in self.faults.operations:
+                return False
             if self.drops.drop_next > 0:
                 self.drops.drop_next -= 1
                 return True

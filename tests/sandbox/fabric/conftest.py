@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 from azure.core.credentials import AccessToken
-from azure.storage.filedatalake import DataLakeServiceClient, FileSystemClient
+from azure.core.exceptions import ClientAuthenticationError
+from azure.storage.filedatalake import DataLakeServiceClient, FileSystemClient, LinearRetry
+from msal.exceptions import MsalServiceError
 from sandbox.fabric import FabricSandbox
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
@@ -51,10 +53,11 @@ class MsalCredential:
         self.app = app
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        result = self.app.acquire_token_for_client(scopes=list(scopes))
+        try:
+            result = self.app.acquire_token_for_client(scopes=list(scopes))
+        except MsalServiceError as exc:
+            raise ClientAuthenticationError(message=str(exc)) from exc
         if "access_token" not in result:
-            from azure.core.exceptions import ClientAuthenticationError
-
             raise ClientAuthenticationError(message=str(result.get("error_description")))
         return AccessToken(result["access_token"], int(time.time()) + int(result["expires_in"]))
 
@@ -92,8 +95,8 @@ class Fabric:
             self.config["onelake_url"],
             credential=self.credential,
             connection_verify=self.config["ca_bundle"],
-            retry_total=3,
-            retry_backoff_factor=0.05,
+            # The SDK's default exponential retry waits 15 s first; the sandbox is local.
+            retry_policy=LinearRetry(backoff=0.1, random_jitter_range=0, retry_total=3),
         )
         self.fs: FileSystemClient = self.service.get_file_system_client(self.config["workspace_id"])
         self.workspace = f"{self.config['fabric_api_url']}/workspaces/{self.config['workspace_id']}"
@@ -155,6 +158,9 @@ class Fabric:
         return dict(self.control("GET", "/stats").json())
 
     def faults(self, **faults: Any) -> None:
+        """Set faults, with tokens for both resources already cached (so they hit the call)."""
+        self.credential.get_token(STORAGE_SCOPE)
+        self.credential.get_token(FABRIC_SCOPE)
         response = self.control("POST", "/faults", json=faults)
         assert response.status_code == 200, response.text
 

@@ -22,14 +22,18 @@ def keyed(fabric: Fabric, table: str = "Invoices") -> str:
 def test_a_gap_in_the_sequence_blocks_later_files_until_it_is_filled(fabric: Fabric):
     db = keyed(fabric)
     fabric.publish(db, "Invoices", 1, parquet(ROWS))
-    fabric.publish(db, "Invoices", 3, parquet([{"InvoiceID": "a", "Total": 3.0, "__rowMarker__": 1}]))
+    fabric.publish(
+        db, "Invoices", 3, parquet([{"InvoiceID": "a", "Total": 3.0, "__rowMarker__": 1}])
+    )
 
     stats = fabric.stats()
     assert stats["waiting_files"] == {"dbo.Invoices": [seq(3)]}
     assert stats["files"]["applied"] == 1
     assert fabric.tables()["dbo.Invoices"]["nextSequence"] == seq(2)
 
-    fabric.publish(db, "Invoices", 2, parquet([{"InvoiceID": "a", "Total": 2.0, "__rowMarker__": 1}]))
+    fabric.publish(
+        db, "Invoices", 2, parquet([{"InvoiceID": "a", "Total": 2.0, "__rowMarker__": 1}])
+    )
     totals = {r["InvoiceID"]: r["Total"] for r in fabric.rows("Invoices")}
     assert totals == {"a": 3.0, "b": 20.0}  # 2 then 3, in sequence order
     assert fabric.stats()["waiting_files"] == {}
@@ -48,7 +52,9 @@ def test_a_processed_sequence_number_is_never_read_again(fabric: Fabric):
 def test_updates_and_deletes_need_key_columns(fabric: Fabric):
     db = fabric.create_database()
     fabric.publish(db, "Invoices", 1, parquet(ROWS))  # no _metadata.json: inserts only
-    fabric.publish(db, "Invoices", 2, parquet([{"InvoiceID": "a", "Total": None, "__rowMarker__": 2}]))
+    fabric.publish(
+        db, "Invoices", 2, parquet([{"InvoiceID": "a", "Total": None, "__rowMarker__": 2}])
+    )
 
     assert "keyColumns" in refused(fabric)[seq(2)]
     table = fabric.tables()["dbo.Invoices"]
@@ -97,7 +103,9 @@ def test_timestamp_units_are_one_type(fabric: Fabric):
     db = keyed(fabric)
     for number, unit in ((1, "ns"), (2, "us")):
         schema = pa.schema([("InvoiceID", pa.string()), ("Date", pa.timestamp(unit, tz="UTC"))])
-        fabric.publish(db, "Invoices", number, parquet([{"InvoiceID": str(number), "Date": 0}], schema))
+        fabric.publish(
+            db, "Invoices", number, parquet([{"InvoiceID": str(number), "Date": 0}], schema)
+        )
     assert fabric.tables()["dbo.Invoices"]["rowCount"] == 2
     assert refused(fabric) == {}
 
@@ -151,7 +159,9 @@ def test_row_marker_must_be_last_and_a_known_value(fabric: Fabric):
 
     folder = fabric.folder(db, "Invoices")
     fabric.fs.get_file_client(f"{folder}/{seq(1)}").delete_file()
-    fabric.publish(db, "Invoices", 1, parquet([{"InvoiceID": "a", "Total": 1.0, "__rowMarker__": 3}]))
+    fabric.publish(
+        db, "Invoices", 1, parquet([{"InvoiceID": "a", "Total": 1.0, "__rowMarker__": 3}])
+    )
     assert "found 3" in refused(fabric)[seq(1)]
     assert fabric.tables()["dbo.Invoices"]["rowCount"] == 0
 

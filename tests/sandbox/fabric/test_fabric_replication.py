@@ -1,4 +1,4 @@
-"""Landed files replicate to Delta tables in sequence order, by key, as open mirroring applies them."""
+"""Landed files replicate to Delta tables in sequence order and by key, as open mirroring does."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_underscore_files_are_ignored_until_renamed(fabric: Fabric):
 
 
 def test_row_markers_follow_the_documented_table(fabric: Fabric):
-    """0 inserts even over an existing key; 1 and 4 insert a missing key; 2 of a missing key: no-op."""
+    """0 inserts even over a key; 1 and 4 insert a missing key; 2 of a missing key: no change."""
     db = fabric.create_database()
     fabric.write_metadata(db, "Invoices", {"keyColumns": ["InvoiceID"]})
     fabric.publish(db, "Invoices", 1, parquet(INVOICES[:1]))
@@ -100,7 +100,7 @@ def test_row_markers_follow_the_documented_table(fabric: Fabric):
 
 
 def test_rows_apply_in_file_order(fabric: Fabric):
-    """The same key changed twice in one file ends as the last change; a key moved by delete+insert."""
+    """Rows apply in order: the last change of a key wins; a key moves by delete and insert."""
     db = fabric.create_database()
     fabric.write_metadata(db, "Employees", {"keyColumns": ["EmployeeID"]})
     fabric.publish(

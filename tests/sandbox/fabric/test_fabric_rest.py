@@ -1,4 +1,4 @@
-"""Fabric REST: mirrored database items, definitions, semantic models and long-running operations."""
+"""Fabric REST: mirrored databases, definitions, semantic models, long-running operations."""
 
 from __future__ import annotations
 
@@ -44,16 +44,34 @@ def test_mirrored_database_lifecycle(fabric: Fabric):
 def test_create_refusals(fabric: Fabric):
     fabric.create_database("Xero", start=False)
     valid = b64(json.dumps(OPEN_MIRRORING))
-    again = fabric.rest("POST", "/mirroredDatabases", json={"displayName": "Xero", "definition": {
-        "parts": [{"path": "mirroring.json", "payload": valid, "payloadType": "InlineBase64"}]
-    }})
+    again = fabric.rest(
+        "POST",
+        "/mirroredDatabases",
+        json={
+            "displayName": "Xero",
+            "definition": {
+                "parts": [
+                    {"path": "mirroring.json", "payload": valid, "payloadType": "InlineBase64"}
+                ]
+            },
+        },
+    )
     assert again.status_code == 409
     assert again.json()["errorCode"] == "ItemDisplayNameAlreadyInUse"
     no_definition = fabric.rest("POST", "/mirroredDatabases", json={"displayName": "Other"})
     assert no_definition.status_code == 400
-    corrupt = fabric.rest("POST", "/mirroredDatabases", json={"displayName": "Other", "definition": {
-        "parts": [{"path": "mirroring.json", "payload": "%%%", "payloadType": "InlineBase64"}]
-    }})
+    corrupt = fabric.rest(
+        "POST",
+        "/mirroredDatabases",
+        json={
+            "displayName": "Other",
+            "definition": {
+                "parts": [
+                    {"path": "mirroring.json", "payload": "%%%", "payloadType": "InlineBase64"}
+                ]
+            },
+        },
+    )
     assert (corrupt.status_code, corrupt.json()["errorCode"]) == (400, "CorruptedPayload")
     assert len(fabric.rest("GET", "/mirroredDatabases").json()["value"]) == 1
 
@@ -116,13 +134,18 @@ def test_semantic_model_answers_201_when_done_at_once(fabric: Fabric):
 def test_tokens_are_per_resource_and_per_workspace_member(fabric: Fabric, sandbox):
     storage_token = fabric.credential.get_token(STORAGE_SCOPE).token
     wrong = fabric.session.get(
-        f"{fabric.workspace}/mirroredDatabases", headers={"Authorization": f"Bearer {storage_token}"}
+        f"{fabric.workspace}/mirroredDatabases",
+        headers={"Authorization": f"Bearer {storage_token}"},
     )
     assert wrong.status_code == 401
 
-    outsider = Fabric(sandbox, **{
-        "client_id": sandbox.outsider()["client_id"], "secret": sandbox.outsider()["client_secret"]
-    })
+    outsider = Fabric(
+        sandbox,
+        **{
+            "client_id": sandbox.outsider()["client_id"],
+            "secret": sandbox.outsider()["client_secret"],
+        },
+    )
     assert outsider.rest("GET", "/mirroredDatabases").status_code == 403
     db = fabric.create_database()
     with pytest.raises(HttpResponseError) as refused:
@@ -169,4 +192,6 @@ def test_file_reads_list_and_properties(fabric: Fabric):
     paths = {p.name: p for p in fabric.fs.get_paths(path=f"{db}/Files/LandingZone", max_results=1)}
     assert time.monotonic() - before < 30
     assert paths[f"{db}/Files/LandingZone/Invoices"].is_directory
-    assert paths[f"{db}/Files/LandingZone/Invoices/00000000000000000001.parquet"].content_length == len(data)
+    assert paths[
+        f"{db}/Files/LandingZone/Invoices/00000000000000000001.parquet"
+    ].content_length == len(data)

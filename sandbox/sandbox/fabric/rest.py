@@ -83,11 +83,12 @@ def _mirroring_schema(parts: dict[str, bytes]) -> str:
 def _check_semantic_model(parts: dict[str, bytes]) -> None:
     if "definition.pbism" not in parts:
         raise FabricError(400, "InvalidDefinition", "A semantic model needs definition.pbism.")
-    if "model.bim" not in parts and not any(p.startswith("definition/") for p in parts):
+    tmdl = any(p.startswith("definition/") for p in parts)
+    if ("model.bim" in parts) == tmdl:
         raise FabricError(
             400,
             "InvalidDefinition",
-            "A semantic model needs model.bim or a definition/ folder (TMDL).",
+            "A semantic model needs either model.bim (TMSL) or a definition/ folder (TMDL).",
         )
 
 

@@ -118,6 +118,27 @@ def test_semantic_model_creation_is_a_long_running_operation(fabric: Fabric):
         json={"definition": {"parts": semantic_model_parts()[1:]}},
     )
     assert (refused.status_code, refused.json()["errorCode"]) == (400, "InvalidDefinition")
+    both = [
+        *semantic_model_parts(),
+        {"path": "model.bim", "payload": b64("{}"), "payloadType": "InlineBase64"},
+    ]
+    refused = fabric.rest(
+        "POST",
+        f"/semanticModels/{result['id']}/updateDefinition",
+        json={"definition": {"parts": both}},
+    )
+    assert refused.status_code == 400  # TMSL and TMDL are mutually exclusive
+    updated = fabric.rest(
+        "POST",
+        f"/semanticModels/{result['id']}/updateDefinition",
+        json={"definition": {"parts": semantic_model_parts()[:2]}},
+    )
+    assert updated.status_code == 202
+    kept = fabric.rest("POST", f"/semanticModels/{result['id']}/getDefinition").json()
+    assert [p["path"] for p in kept["definition"]["parts"]] == [
+        "definition.pbism",
+        "definition/model.tmdl",
+    ]
 
 
 def test_semantic_model_answers_201_when_done_at_once(fabric: Fabric):

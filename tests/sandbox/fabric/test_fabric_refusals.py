@@ -174,3 +174,23 @@ def test_misnamed_files_are_never_read(fabric: Fabric):
     assert set(reasons) == {"1.parquet", "00000000000000000001.csv"}
     assert all("20 digits" in r for r in reasons.values())
     assert fabric.tables()["dbo.Invoices"]["rowCount"] == 0
+
+
+def test_invalid_metadata_holds_the_table_until_it_is_fixed(fabric: Fabric):
+    db = fabric.create_database()
+    folder = fabric.folder(db, "Invoices")
+    fabric.fs.get_directory_client(folder).create_directory()
+    fabric.fs.get_file_client(f"{folder}/_metadata.json").upload_data(
+        b"{keyColumns", overwrite=True
+    )
+    fabric.publish(db, "Invoices", 1, parquet(ROWS))
+    assert "not valid JSON" in refused(fabric)["_metadata.json"]
+    assert fabric.tables()["dbo.Invoices"]["rowCount"] == 0
+
+    fabric.write_metadata(db, "Invoices", {"keyColumns": ["InvoiceID"]})
+    table = fabric.tables()["dbo.Invoices"]
+    assert (table["status"], table["rowCount"], table["keyColumns"]) == (
+        "Replicating",
+        2,
+        ["InvoiceID"],
+    )

@@ -208,3 +208,26 @@ def test_schema_folders(fabric: Fabric):
     fabric.publish(db, "xero.schema/Invoices", 1, parquet(INVOICES))
     assert fabric.tables()["xero.Invoices"]["rowCount"] == 3
     assert len(fabric.rows("xero.Invoices")) == 3
+
+
+def test_upsert_default_row_marker(fabric: Fabric):
+    db = fabric.create_database()
+    fabric.write_metadata(
+        db, "Invoices", {"keyColumns": ["InvoiceID"], "isUpsertDefaultRowMarker": True}
+    )
+    fabric.publish(db, "Invoices", 1, parquet(INVOICES))
+    fabric.publish(db, "Invoices", 2, parquet([{"InvoiceID": "a", "Total": 1.0}]))
+    assert by_id(fabric.rows("Invoices"))["a"]["Total"] == 1.0
+    assert fabric.tables()["dbo.Invoices"]["rowCount"] == 3
+
+
+def test_rows_of_a_table_in_several_databases(fabric: Fabric):
+    first = fabric.create_database("First")
+    second = fabric.create_database("Second")
+    for db, rows in ((first, INVOICES[:1]), (second, INVOICES)):
+        fabric.write_metadata(db, "Invoices", {"keyColumns": ["InvoiceID"]})
+        fabric.publish(db, "Invoices", 1, parquet(rows))
+    assert fabric.control("GET", "/tables/Invoices/rows").status_code == 409
+    assert len(fabric.rows("Invoices", database="Second")) == 3
+    assert len(fabric.rows("dbo.Invoices", database=first, limit=5)) == 1
+    assert fabric.control("GET", "/tables/Nothing/rows").status_code == 404

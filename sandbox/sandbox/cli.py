@@ -13,7 +13,7 @@ from sandbox.xero import cli as xero_cli
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sandbox", description="Local emulators of the Xero API and of Power BI."
+        prog="sandbox", description="Local emulators of the Xero API, Power BI and Fabric."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     xero_cli.add_arguments(

@@ -87,6 +87,12 @@ def read_changes(raw: bytes, metadata: Metadata | None) -> Changes:
     else:
         operations = _markers(table)
         table = table.drop_columns([ROW_MARKER])
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise LandingError(
+            f"column(s) {', '.join(nested)} have a complex type; write complex types as a "
+            "JSON string"
+        )
     changes = Changes(table, operations)
     keys = metadata.key_columns if metadata is not None else None
     if changes.keyed:

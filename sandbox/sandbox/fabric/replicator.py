@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
 
 from sandbox.fabric.landing import (
     DELETE,
@@ -285,15 +286,19 @@ class Replicator:
         changes = read_changes(node.content, table.metadata)
         check_types(changes.data, table.landed_types)
         data = _for_delta(changes.data, table.delta_types)
-        if table.exists() and all(op == INSERT for op in changes.operations):
-            write_deltalake(str(table.delta_path), data, mode="append", schema_mode="merge")
-            table.row_count += data.num_rows
-        else:
-            result = _merged(table, data, changes)
-            write_deltalake(
-                str(table.delta_path), result, mode="overwrite", schema_mode="overwrite"
-            )
-            table.row_count = result.num_rows
+        try:
+            if table.exists() and all(op == INSERT for op in changes.operations):
+                write_deltalake(str(table.delta_path), data, mode="append", schema_mode="merge")
+                table.row_count += data.num_rows
+            else:
+                result = _merged(table, data, changes)
+                write_deltalake(
+                    str(table.delta_path), result, mode="overwrite", schema_mode="overwrite"
+                )
+                table.row_count = result.num_rows
+        except (DeltaError, pa.ArrowException, ValueError, TypeError) as exc:
+            # Never a 500 on every later request: the file is refused like any other.
+            raise LandingError(f"the sandbox could not apply it to Delta ({exc})") from None
         for column in changes.data.schema:
             if not pa.types.is_null(column.type):
                 table.landed_types.setdefault(column.name, kind(column.type))

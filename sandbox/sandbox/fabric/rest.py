@@ -110,6 +110,7 @@ class FabricApi:
 
         async def endpoint(request: Request) -> Response:
             request_id = str(uuid.uuid4())
+            await request.body()  # read (and cached) before the handler runs under the lock
             try:
                 if state.faults.latency_ms > 0:
                     await asyncio.sleep(state.faults.latency_ms / 1000)

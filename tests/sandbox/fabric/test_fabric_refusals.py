@@ -194,3 +194,13 @@ def test_invalid_metadata_holds_the_table_until_it_is_fixed(fabric: Fabric):
         2,
         ["InvoiceID"],
     )
+
+
+def test_complex_types_must_be_json_strings(fabric: Fabric):
+    db = keyed(fabric)
+    fabric.publish(db, "Invoices", 1, parquet([{"InvoiceID": "a", "Lines": [{"Amount": 1.0}]}]))
+    assert "JSON string" in refused(fabric)[seq(1)]
+    folder = fabric.folder(db, "Invoices")
+    fabric.fs.get_file_client(f"{folder}/{seq(1)}").delete_file()
+    fabric.publish(db, "Invoices", 1, parquet([{"InvoiceID": "a", "Lines": '[{"Amount": 1.0}]'}]))
+    assert fabric.rows("Invoices") == [{"InvoiceID": "a", "Lines": '[{"Amount": 1.0}]'}]

@@ -57,6 +57,8 @@ def start(size: str, time_scale: float, tenants: int = 1) -> XeroSandbox:
         tenants=tenants,
         time_scale=time_scale,
         access_token_lifetime=1800.0 * time_scale,
+        tier="advanced",  # issue 13: the tap reads /Journals until it skips forbidden streams
+        scopes="broad",
     ).start()
 
 

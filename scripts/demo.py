@@ -37,6 +37,10 @@ BIN = Path(sys.executable).parent
 JOB = "xero-to-powerbi"
 ENVIRONMENT = "sandbox"
 TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and time_scale
+# The Xero app the demo plays (`sandbox up --tier/--scopes`). Issue 13: flip to "starter" and
+# "granular" once tap-xero skips the streams a Starter connection may not read.
+DEFAULT_TIER = "advanced"
+DEFAULT_SCOPES = "broad"
 WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
 ENV_FILE = WORKDIR / "sandbox.env"  # TAP_XERO_* / TARGET_POWERBI_* of the running sandboxes
 # A day of business in each organisation: what the second run has to pick up.
@@ -96,7 +100,15 @@ def api_calls(stats: Mapping[str, Any]) -> int:
 class SandboxProcess:
     """`sandbox up` as a child process: its ready line, its control APIs, and its end."""
 
-    def __init__(self, *, seed: int, tenants: int, time_scale: float) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        tenants: int,
+        time_scale: float,
+        tier: str = DEFAULT_TIER,
+        scopes: str = DEFAULT_SCOPES,
+    ) -> None:
         self.time_scale = time_scale
         self.log = WORKDIR / "sandbox.log"
         self._log = self.log.open("w")  # uvicorn's warnings; a pipe unread could fill up
@@ -107,6 +119,8 @@ class SandboxProcess:
                 f"--seed={seed}",
                 f"--tenants={tenants}",
                 f"--time-scale={time_scale:g}",
+                f"--tier={tier}",
+                f"--scopes={scopes}",
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -270,6 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="demo company seed")
     parser.add_argument("--tenants", type=int, default=2, help="organisations in the Xero sandbox")
     parser.add_argument(
+        "--tier",
+        default=DEFAULT_TIER,
+        help="the Xero app's tier: starter, core, plus, advanced or enterprise",
+    )
+    parser.add_argument(
+        "--scopes",
+        default=DEFAULT_SCOPES,
+        help="scopes granted: granular, broad or scope names (see `sandbox xero --help`)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the sandboxes (and the viewer) up at the end until Enter or Ctrl-C",
@@ -280,8 +304,18 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
-    print(f"Starting the Xero and Power BI sandboxes (time x{TIME_SCALE:g}) ...", flush=True)
-    sandboxes = SandboxProcess(seed=args.seed, tenants=args.tenants, time_scale=TIME_SCALE)
+    print(
+        f"Starting the Xero ({args.tier} tier, {args.scopes} scopes) and Power BI sandboxes "
+        f"(time x{TIME_SCALE:g}) ...",
+        flush=True,
+    )
+    sandboxes = SandboxProcess(
+        seed=args.seed,
+        tenants=args.tenants,
+        time_scale=TIME_SCALE,
+        tier=args.tier,
+        scopes=args.scopes,
+    )
     try:
         sandboxes.wait_ready()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}

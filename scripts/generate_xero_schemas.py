@@ -1,7 +1,9 @@
 """Generate one JSON Schema per Xero collection from Xero's official OpenAPI spec.
 
 The sandbox's tests validate every response against these files, and tap-xero derives its
-Singer schemas from them, so the two can never disagree about what Xero sends.
+Singer schemas from them, so the two can never disagree about what Xero sends. The
+collections are those the tap's stream classes name (`collection`): a new endpoint is a
+stream class, then this script.
 
     python scripts/generate_xero_schemas.py [SPEC] [OUT_DIR]
 
@@ -20,19 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tap_xero.streams import collections  # the stream classes are the list of collections
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT.parent / "shared" / "reference" / "xero" / "xero_accounting.yaml"
 DEFAULT_OUT = ROOT / "tap-xero" / "tap_xero" / "schemas" / "api"
 
-# The collections tap-xero streams: envelope schema name -> array property holding records.
-COLLECTIONS = [
-    "Accounts", "BankTransactions", "BankTransfers", "BatchPayments", "BrandingThemes",
-    "Budgets", "ContactGroups", "Contacts", "CreditNotes", "Currencies", "Employees",
-    "ExpenseClaims", "Invoices", "Items", "Journals", "LinkedTransactions", "ManualJournals",
-    "Organisations", "Overpayments", "Payments", "Prepayments", "PurchaseOrders", "Quotes",
-    "Receipts", "RepeatingInvoices", "TaxRates", "TrackingCategories", "Users",
-]  # fmt: skip
 REPORTS = "ReportWithRows"
 
 KEEP = {"type", "enum", "items", "properties", "format", "description", "maxLength",
@@ -99,7 +94,7 @@ def generate(spec_path: Path, out_dir: Path) -> list[Path]:
     components: dict[str, Any] = spec["components"]["schemas"]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for collection in [*COLLECTIONS, "Reports"]:
+    for collection in collections():
         envelope_name = REPORTS if collection == "Reports" else collection
         envelope = components[envelope_name]
         ref = element_ref(envelope, collection)

@@ -37,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        servers = _start(args)
+    except ValueError as exc:  # a bad --tier/--scopes value: one line, exit 2
+        parser.error(str(exc))
+    server.serve_forever(servers)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> list[server.BackgroundServer]:
+    """Start the chosen sandboxes and print their ready line."""
     if args.command == "xero":
         servers, info = xero_cli.start(args)
         server.print_ready_line(info)
@@ -57,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             fabric_servers, ready["fabric"] = fabric_cli.start(args)
             servers += fabric_servers
         server.print_ready_line(ready)
-    server.serve_forever(servers)
-    return 0
+    return servers
 
 
 if __name__ == "__main__":

@@ -509,6 +509,164 @@ def _callback_server(callback: _Callback, port: int) -> http.server.HTTPServer:
     return http.server.HTTPServer(("127.0.0.1", port), Handler)
 
 
+@dataclass(frozen=True)
+class _Grant:
+    """What the browser's consent brought back: the code and how it was asked for."""
+
+    code: str
+    redirect_uri: str
+    verifier: str
+
+
+def _redirect_of(config: Mapping[str, Any]) -> urllib.parse.SplitResult:
+    redirect = urllib.parse.urlsplit(str(config.get("redirect_uri") or DEFAULT_REDIRECT_URI))
+    if redirect.scheme != "http" or redirect.hostname not in {"localhost", "127.0.0.1"}:
+        msg = "redirect_uri must be an http://localhost:PORT/... address registered on the app"
+        raise XeroAuthError(msg)
+    return redirect
+
+
+def _listen(callback: _Callback, redirect: urllib.parse.SplitResult) -> http.server.HTTPServer:
+    try:
+        return _callback_server(callback, redirect.port or 80)
+    except OSError as exc:
+        msg = (
+            f"cannot listen on {redirect.hostname}:{redirect.port} for the redirect "
+            f"({exc.strerror}): free the port or change redirect_uri (and the app's)"
+        )
+        raise XeroAuthError(msg) from None
+
+
+def _consent_url(
+    config: Mapping[str, Any], client_id: str, redirect_uri: str, state: str, challenge: str
+) -> str:
+    query = urllib.parse.urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(requested_scopes(config)),
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        quote_via=urllib.parse.quote,
+    )
+    return f"{authorize_url(config)}?{query}"
+
+
+def _await_consent(
+    config: Mapping[str, Any],
+    client_id: str,
+    opener: Callable[[str], object] | None,
+    timeout: float,
+) -> _Grant:
+    """Open the consent page and wait for its redirect to the localhost listener."""
+    redirect = _redirect_of(config)
+    callback = _Callback(redirect.path or "/")
+    server = _listen(callback, redirect)
+    port = int(server.server_address[1])
+    redirect_uri = urllib.parse.urlunsplit(
+        (redirect.scheme, f"{redirect.hostname}:{port}", redirect.path or "/", "", "")
+    )
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(24)
+    url = _consent_url(config, client_id, redirect_uri, state, challenge)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        (opener or webbrowser.open)(url)
+        if not callback.done.wait(timeout):
+            msg = (
+                f"no answer on {redirect_uri} within {timeout:.0f} s: open the printed URL in "
+                "a browser on this machine, approve, and let it redirect back"
+            )
+            raise XeroAuthError(msg)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    return _Grant(_code_of(callback.params, state), redirect_uri, verifier)
+
+
+def _code_of(params: Mapping[str, str], state: str) -> str:
+    """The authorization code of a redirect, or the error that says what went wrong."""
+    if params.get("error"):
+        msg = (
+            f"Xero did not authorise the app ({params['error']}): run `tap-xero auth login` "
+            "again and choose 'Allow access' for the organisations to read"
+        )
+        raise XeroAuthError(msg)
+    if not secrets.compare_digest(params.get("state", ""), state):
+        msg = (
+            "the redirect's state did not match this login (a stale or forged redirect): "
+            "run `tap-xero auth login` again"
+        )
+        raise XeroAuthError(msg)
+    code = params.get("code", "")
+    if not code:
+        msg = "the redirect carried no authorization code: run `tap-xero auth login` again"
+        raise XeroAuthError(msg)
+    return code
+
+
+def _exchange(
+    config: Mapping[str, Any], session: requests.Session, grant: _Grant
+) -> dict[str, Any]:
+    """The token response for an authorization code (it must carry a refresh token)."""
+    try:
+        payload = _IdentityClient(config, session).post(
+            {
+                "grant_type": "authorization_code",
+                "code": grant.code,
+                "redirect_uri": grant.redirect_uri,
+                "code_verifier": grant.verifier,
+            }
+        )
+    except _InvalidGrantError:
+        msg = (
+            "Xero refused the authorization code (invalid_grant): it expired or was already "
+            "used; run `tap-xero auth login` again"
+        )
+        raise XeroAuthError(msg) from None
+    if not payload.get("refresh_token"):
+        msg = (
+            "Xero returned no refresh token: the offline_access scope was not granted; "
+            "run `tap-xero auth login` again"
+        )
+        raise XeroAuthError(msg)
+    return payload
+
+
+def _store_login(
+    config: Mapping[str, Any], client_id: str, payload: Mapping[str, Any]
+) -> TokenState:
+    """Persist the new tokens durably; the config's seed and the old chain are superseded."""
+    store = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH))
+    lifetime = _lifetime(payload)
+    try:
+        with store.locked():
+            previous = store.load(client_id)
+            new_state = TokenState(
+                client_id=client_id,
+                refresh_token=str(payload["refresh_token"]),
+                access_token=str(payload["access_token"]),
+                expires_at=time.time() + lifetime,
+                lifetime=lifetime,
+                scope=str(payload.get("scope") or " ".join(requested_scopes(config))),
+                seen=list(previous.seen) if previous else [],
+            )
+            new_state.remember(
+                previous.refresh_token if previous else None,
+                str(config.get("refresh_token") or "") or None,
+            )
+            store.save(new_state)
+    except TokenStoreError as exc:
+        raise XeroAuthError(str(exc)) from None
+    return new_state
+
+
 def login(
     config: Mapping[str, Any],
     logger: logging.Logger,
@@ -526,120 +684,14 @@ def login(
     if not client_id:
         msg = "client_id is not set: copy it from the app in https://developer.xero.com/app/manage"
         raise XeroAuthError(msg)
-    scopes = requested_scopes(config)
-    redirect = urllib.parse.urlsplit(str(config.get("redirect_uri") or DEFAULT_REDIRECT_URI))
-    if redirect.scheme != "http" or redirect.hostname not in {"localhost", "127.0.0.1"}:
-        msg = "redirect_uri must be an http://localhost:PORT/... address registered on the app"
-        raise XeroAuthError(msg)
-    callback = _Callback(redirect.path or "/")
-    try:
-        server = _callback_server(callback, redirect.port or 80)
-    except OSError as exc:
-        msg = (
-            f"cannot listen on {redirect.hostname}:{redirect.port} for the redirect "
-            f"({exc.strerror}): free the port or change redirect_uri (and the app's)"
-        )
-        raise XeroAuthError(msg) from None
-    port = int(server.server_address[1])
-    redirect_uri = urllib.parse.urlunsplit(
-        (redirect.scheme, f"{redirect.hostname}:{port}", redirect.path or "/", "", "")
-    )
-    verifier, challenge = pkce_pair()
-    state = secrets.token_urlsafe(24)
-    query = urllib.parse.urlencode(
-        {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "scope": " ".join(scopes),
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-        quote_via=urllib.parse.quote,
-    )
-    url = f"{authorize_url(config)}?{query}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        (opener or webbrowser.open)(url)
-        if not callback.done.wait(timeout):
-            msg = (
-                f"no answer on {redirect_uri} within {timeout:.0f} s: open the printed URL in "
-                "a browser on this machine, approve, and let it redirect back"
-            )
-            raise XeroAuthError(msg)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-    params = callback.params
-    if params.get("error"):
-        msg = (
-            f"Xero did not authorise the app ({params['error']}): run `tap-xero auth login` "
-            "again and choose 'Allow access' for the organisations to read"
-        )
-        raise XeroAuthError(msg)
-    if not secrets.compare_digest(params.get("state", ""), state):
-        msg = (
-            "the redirect's state did not match this login (a stale or forged redirect): "
-            "run `tap-xero auth login` again"
-        )
-        raise XeroAuthError(msg)
-    code = params.get("code", "")
-    if not code:
-        msg = "the redirect carried no authorization code: run `tap-xero auth login` again"
-        raise XeroAuthError(msg)
+    requested_scopes(config)  # refuse writable scopes before opening any page
+    grant = _await_consent(config, client_id, opener, timeout)
     session = session or requests.Session()
-    identity = _IdentityClient(config, session)
-    try:
-        payload = identity.post(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "code_verifier": verifier,
-            }
-        )
-    except _InvalidGrantError:
-        msg = (
-            "Xero refused the authorization code (invalid_grant): it expired or was already "
-            "used; run `tap-xero auth login` again"
-        )
-        raise XeroAuthError(msg) from None
-    refresh_token = str(payload.get("refresh_token") or "")
-    if not refresh_token:
-        msg = (
-            "Xero returned no refresh token: the offline_access scope was not granted; "
-            "run `tap-xero auth login` again"
-        )
-        raise XeroAuthError(msg)
-    store = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH))
-    now = time.time()
-    try:
-        with store.locked():
-            previous = store.load(client_id)
-            new_state = TokenState(
-                client_id=client_id,
-                refresh_token=refresh_token,
-                access_token=str(payload["access_token"]),
-                expires_at=now + _lifetime(payload),
-                lifetime=_lifetime(payload),
-                scope=str(payload.get("scope") or " ".join(scopes)),
-                seen=list(previous.seen) if previous else [],
-            )
-            # The config's seed and the old chain are now superseded by this login.
-            new_state.remember(
-                previous.refresh_token if previous else None,
-                str(config.get("refresh_token") or "") or None,
-            )
-            store.save(new_state)
-    except TokenStoreError as exc:
-        raise XeroAuthError(str(exc)) from None
-    logger.info("Stored the new Xero tokens in %s", store.path)
+    new_state = _store_login(config, client_id, _exchange(config, session, grant))
+    store_path = TokenStore(str(config.get("token_store_path") or DEFAULT_TOKEN_STORE_PATH)).path
+    logger.info("Stored the new Xero tokens in %s", store_path)
     manager = XeroTokenManager(config, logger, session=session)
-    return LoginResult(str(store.path), new_state.scope, manager.connections())
+    return LoginResult(str(store_path), new_state.scope, manager.connections())
 
 
 def describe_connections(connections: Sequence[Mapping[str, Any]]) -> list[str]:

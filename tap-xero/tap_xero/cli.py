@@ -9,18 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from tap_xero.auth import XeroAuthError, XeroTokenManager, describe_connections, login
+from tap_xero.settings import SettingsError, load_config
 from tap_xero.tap import TapXero
 
 SUBCOMMANDS = ("auth", "webhooks")
 _LEADING_FILE_OPTIONS = ("--config", "--catalog", "--properties", "--state")
-ENV_PREFIX = "TAP_XERO_"
 
 
 def _split_leading_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -34,47 +32,6 @@ def _split_leading_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             configs.append(argv[index + 1])
         index += 2
     return configs, list(argv[index:])
-
-
-def load_config(paths: Sequence[str], environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """The tap's settings: schema defaults, then TAP_XERO_* variables, then config files."""
-    environ = dict(os.environ) if environ is None else environ
-    properties: dict[str, Any] = TapXero.config_jsonschema.get("properties", {})
-    config: dict[str, Any] = {
-        name: spec["default"] for name, spec in properties.items() if "default" in spec
-    }
-    for name, spec in properties.items():
-        value = environ.get(ENV_PREFIX + name.upper())
-        if value is None or value == "":
-            continue
-        if "array" in _types(spec):
-            try:
-                config[name] = json.loads(value)
-            except ValueError:
-                config[name] = [part.strip() for part in value.split(",") if part.strip()]
-        else:
-            config[name] = value
-    for path in paths:
-        if path == "ENV":
-            continue
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            msg = f"cannot read the config file {path}: {exc.__class__.__name__}"
-            raise XeroAuthError(msg) from None
-        if not isinstance(data, dict):
-            msg = f"the config file {path} is not a JSON object"
-            raise XeroAuthError(msg)
-        config.update(data)
-    return config
-
-
-def _types(spec: dict[str, Any]) -> set[str]:
-    kind = spec.get("type", [])
-    names = {kind} if isinstance(kind, str) else set(kind)
-    for option in spec.get("anyOf", []):
-        names |= _types(option)
-    return names
 
 
 def _auth_parser() -> argparse.ArgumentParser:
@@ -132,7 +89,7 @@ def auth_main(
             return _login(args, config, logger, opener)
         manager = XeroTokenManager(config, logger)
         connections = manager.connections()
-    except XeroAuthError as exc:
+    except (XeroAuthError, SettingsError) as exc:
         sys.stderr.write(f"tap-xero auth {args.command}: error: {exc}\n")
         return 1
     if args.format == "json":

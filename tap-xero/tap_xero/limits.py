@@ -12,7 +12,11 @@ One `OrgLimiter` per organisation, shared by every stream of the run (through
   earlier runs of the same day count too. Past the budget it raises
   `DailyBudgetExhaustedError`, which the streams turn into a clean stop.
 
-After a 429 the organisation is blocked for exactly `Retry-After` seconds.
+A 429 is not waited out here: the stream's retry policy (`tap_xero.retry`) waits exactly
+`Retry-After` before the retry takes its next slot, so the two waits never add up.
+
+Hand-written rather than a library limiter (e.g. `pyrate-limiter`): it paces by Xero's
+own `X-...-Remaining` answers as well as by its client-side count, which no library does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tap_xero.settings import TapSettings
 
 XERO_DAY_LIMIT = 5000
 
@@ -35,10 +43,19 @@ class DailyBudgetExhaustedError(Exception):
 class LimitSettings:
     """The knobs of every organisation's limiter (settings of the tap)."""
 
-    calls_per_minute: int = 60
-    window_seconds: float = 60.0
-    max_in_flight: int = 5
-    daily_call_budget: int = 4500
+    calls_per_minute: int
+    window_seconds: float
+    max_in_flight: int
+    daily_call_budget: int
+
+    @classmethod
+    def from_settings(cls, settings: TapSettings) -> LimitSettings:
+        return cls(
+            calls_per_minute=settings.calls_per_minute,
+            window_seconds=settings.rate_limit_window_seconds,
+            max_in_flight=settings.max_in_flight,
+            daily_call_budget=settings.daily_call_budget,
+        )
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -109,12 +126,10 @@ class OrgLimiter:
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         self._done: deque[float] = deque()  # answer times within the last window
         self._pending = 0  # sent, not answered yet
-        self._blocked_until = 0.0
         self._min_remaining: int | None = None
         self._window_start: float | None = None  # latest moment the server window began
         self.calls = 0  # calls sent by this run
         self.day_remaining: int | None = None
-        self.throttled = 0  # 429s received
         self._spent = False  # Xero said the day is over (429 `day`)
         self._announced = False
 
@@ -140,7 +155,7 @@ class OrgLimiter:
         window = self.settings.window_seconds
         while self._done and self._done[0] <= now - window:
             self._done.popleft()
-        wait = max(self._blocked_until - now, self._app.wait_time(now))
+        wait = self._app.wait_time(now)
         if len(self._done) + self._pending >= self.settings.calls_per_minute:
             # Full: the oldest answered call leaves the window first (or one in flight ends).
             wait = max(wait, self._done[0] + window - now if self._done else 0.01)
@@ -199,12 +214,6 @@ class OrgLimiter:
                 self._min_remaining = minute
             if day is not None:
                 self.day_remaining = day
-
-    def block_for(self, seconds: float) -> None:
-        """After a 429: no call to this organisation for exactly `seconds`."""
-        with self._lock:
-            self.throttled += 1
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
     def exhaust(self) -> None:
         """Xero says the day's limit is spent (429 `day`): stop for today."""

@@ -40,8 +40,15 @@ class XeroPagePaginator(PageNumberPaginator):
         return len(body.get(self._records_key) or []) >= self._page_size
 
 
-class JournalOffsetPaginator(BaseAPIPaginator[int]):
-    """`offset=N` returns journals with JournalNumber > N: the next offset is the last seen."""
+class JournalOffsetPaginator(BaseAPIPaginator[int | None]):
+    """`offset=N` returns journals with JournalNumber > N: the next offset is the last seen.
+
+    The first page's token is None: the stream reads its offset from the partition's
+    bookmark (`XeroStream.get_url_params`), which a paginator cannot see.
+    """
+
+    def __init__(self, start_value: int | None = None) -> None:
+        super().__init__(start_value)
 
     @override
     def has_more(self, response: requests.Response) -> bool:

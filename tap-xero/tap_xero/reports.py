@@ -14,6 +14,7 @@ to today, in as few calls as each report's `periods` parameter allows.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -287,6 +288,90 @@ def row_key(*parts: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - an identifier, not a secret
 
 
+def _header_titles(rows: list[dict[str, Any]]) -> list[str]:
+    """The column titles of the report's Header row ([] without one)."""
+    for row in rows:
+        if row.get("RowType") == "Header":
+            return [str(c.get("Value") or "") for c in row.get("Cells") or []]
+    return []
+
+
+def _column_periods(
+    titles: list[str], call: Call, on_unknown_column: Callable[[str], None] | None
+) -> dict[int, tuple[date, date] | None]:
+    """Column index -> the period it holds (None: not one this call wants)."""
+    periods: dict[int, tuple[date, date] | None] = {}
+    for index, title in enumerate(titles):
+        if index:
+            periods[index] = _column_period(title, call)
+            if call.period is None and parse_title_date(title) is None and on_unknown_column:
+                on_unknown_column(f"{call.report}: column {title!r} names no period; skipped")
+    return periods
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One report row's identity: where it sits and which account it is about."""
+
+    section: str
+    row_type: Any
+    label: str
+    account_id: str | None
+    code: str | None
+    name: str | None
+    number: int
+
+    @property
+    def identity(self) -> str:
+        return self.account_id or self.label
+
+
+def _line(section: str, row: dict[str, Any], accounts: Accounts, number: int) -> _Line:
+    cells = row.get("Cells") or []
+    label = str(cells[0].get("Value") or "")
+    account_id = _account_of(cells)
+    code, name = accounts.by_id.get(account_id, (None, None)) if account_id else (None, None)
+    if account_id and name is None:
+        name = label
+    return _Line(section, row.get("RowType"), label, account_id, code, name, number)
+
+
+def _cell_row(
+    line: _Line, call: Call, tenant_id: str, title: str, period: tuple[date, date], raw: Any
+) -> dict[str, Any]:
+    """The tidy row of one value cell."""
+    return {
+        "row_key": row_key(
+            tenant_id,
+            call.report,
+            call.basis,
+            call.contact_id,
+            period[0],
+            period[1],
+            line.section,
+            line.identity,
+            line.number,
+            title,
+        ),
+        "tenant_id": tenant_id,
+        "report": call.report,
+        "basis": call.basis,
+        "period_start": period[0].isoformat(),
+        "period_end": period[1].isoformat(),
+        "contact_id": call.contact_id,
+        "section": line.section,
+        "row_type": line.row_type,
+        "row_title": line.label,
+        "row_number": line.number,
+        "account_id": line.account_id,
+        "account_code": line.code,
+        "account_name": line.name,
+        "column": title,
+        "value": parse_number(raw),
+        "value_text": None if raw is None else str(raw),
+    }
+
+
 def flatten(
     body: dict[str, Any],
     call: Call,
@@ -298,66 +383,22 @@ def flatten(
     reports = body.get("Reports")
     report = reports[0] if isinstance(reports, list) and reports else body
     rows = report.get("Rows") or []
-    titles: list[str] = []
-    for row in rows:
-        if row.get("RowType") == "Header":
-            titles = [str(c.get("Value") or "") for c in row.get("Cells") or []]
-            break
-    periods: dict[int, tuple[date, date] | None] = {}
-    for index, title in enumerate(titles):
-        if index:
-            periods[index] = _column_period(title, call)
-            if call.period is None and parse_title_date(title) is None and on_unknown_column:
-                on_unknown_column(f"{call.report}: column {title!r} names no period; skipped")
+    titles = _header_titles(rows)
+    periods = _column_periods(titles, call, on_unknown_column)
     seen: dict[tuple[str, str], int] = {}
     for section, row in _walk([r for r in rows if r.get("RowType") != "Header"], ""):
         cells = row.get("Cells") or []
         if not cells:
             continue
-        label = str(cells[0].get("Value") or "")
-        account_id = _account_of(cells)
-        code, name = accounts.by_id.get(account_id, (None, None)) if account_id else (None, None)
-        if account_id and name is None:
-            name = label
-        identity = account_id or label
-        number = seen.get((section, identity), 0)
-        seen[(section, identity)] = number + 1
+        line = _line(section, row, accounts, 0)
+        number = seen.get((section, line.identity), 0)
+        seen[(section, line.identity)] = number + 1
+        line = dataclasses.replace(line, number=number)
         for index, cell in enumerate(cells[1:], start=1):
             if index >= len(titles):
                 if on_unknown_column is not None:
                     on_unknown_column(f"{call.report}: cell {index} has no header")
                 continue
             period = periods.get(index)
-            if period is None:
-                continue
-            raw = cell.get("Value")
-            yield {
-                "row_key": row_key(
-                    tenant_id,
-                    call.report,
-                    call.basis,
-                    call.contact_id,
-                    period[0],
-                    period[1],
-                    section,
-                    identity,
-                    number,
-                    titles[index],
-                ),
-                "tenant_id": tenant_id,
-                "report": call.report,
-                "basis": call.basis,
-                "period_start": period[0].isoformat(),
-                "period_end": period[1].isoformat(),
-                "contact_id": call.contact_id,
-                "section": section,
-                "row_type": row.get("RowType"),
-                "row_title": label,
-                "row_number": number,
-                "account_id": account_id,
-                "account_code": code,
-                "account_name": name,
-                "column": titles[index],
-                "value": parse_number(raw),
-                "value_text": None if raw is None else str(raw),
-            }
+            if period is not None:
+                yield _cell_row(line, call, tenant_id, titles[index], period, cell.get("Value"))

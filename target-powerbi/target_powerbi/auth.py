@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import backoff
 import requests
 from msal.application import ConfidentialClientApplication
 from msal.exceptions import MsalServiceError
 from msal.token_cache import TokenCache
 
+from target_powerbi import retry
 from target_powerbi.errors import AuthenticationError, TokenServiceError, redact
 
 # Entra ID hosts MSAL knows; any other host (the sandbox) skips instance discovery.
@@ -73,10 +71,9 @@ class TokenProvider:
         scope: str,
         session: requests.Session,
         logger: logging.Logger,
-        max_retries: int = 5,
-        sleep: Callable[[float], None] | None = None,
+        max_retries: int,
         backoff_factor: float = 1.0,
-        timeout: float = 60.0,
+        timeout: float,
     ) -> None:
         self._tenant_id = tenant_id
         self._client_id = client_id
@@ -86,13 +83,11 @@ class TokenProvider:
         self._session = session
         self._logger = logger
         self._max_retries = max_retries
-        self._sleep = sleep or time.sleep
         self._backoff_factor = backoff_factor
         self._timeout = timeout
         self._lock = threading.Lock()
         self._app: ConfidentialClientApplication | None = None
         self._instance_discovery = None if is_microsoft_authority(authority_url) else False
-        self.tokens_acquired = 0
 
     def _application(self) -> ConfidentialClientApplication:
         if self._app is None:
@@ -107,59 +102,64 @@ class TokenProvider:
         return self._app
 
     def token(self) -> str:
-        """A valid access token (MSAL's cache, or a new one from Entra ID)."""
+        """A valid access token (MSAL's cache, or a new one from Entra ID), retried by `retry`."""
         with self._lock:
-            waits = backoff.expo(factor=self._backoff_factor, max_value=30)
-            next(waits)
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    result = self._acquire()
-                except (requests.ConnectionError, requests.Timeout) as exc:
-                    problem = f"the token service is unreachable ({type(exc).__name__})"
-                except requests.HTTPError as exc:
-                    # MSAL's OpenID discovery raises it on a 5xx.
-                    problem = f"the authority's discovery failed ({type(exc).__name__})"
-                    self._app = None
-                except MsalServiceError as exc:
-                    # MSAL raises on a 5xx and replays it for 5 seconds (its own throttling).
-                    problem = f"the token service failed ({self._clean(exc)})"
-                except ValueError as exc:
-                    # MSAL's OpenID discovery got a 4xx: the tenant or the authority is wrong.
-                    self._app = None
-                    msg = (
-                        f"The authority {self._authority} does not know tenant "
-                        f"{self._tenant_id}: check tenant_id (the directory id) and "
-                        "authority_url (each sovereign cloud has its own). "
-                        f"({self._clean(exc)[:200]})"
-                    )
-                    raise AuthenticationError(msg, code="TenantNotFound") from None
-                else:
-                    if "access_token" in result:
-                        return str(result["access_token"])
-                    error = str(result.get("error", "unknown_error"))
-                    description = self._clean(str(result.get("error_description", "")))
-                    if error not in _RETRYABLE_ERRORS:
-                        raise self._credential_error(error, description)
-                    problem = f"the token service answered {error}: {description}"
-                if attempt > self._max_retries:
-                    msg = (
-                        f"Could not get a token from {self._authority} after {attempt} "
-                        f"attempts: {problem}. Check authority_url, the network and "
-                        "ca_bundle, then run again."
-                    )
-                    raise TokenServiceError(msg)
-                delay = backoff.full_jitter(next(waits))
-                self._logger.warning("Token request failed (%s); retrying in %.1fs", problem, delay)
-                self._sleep(delay)
+            attempts = [0]
+            return retry.call(
+                lambda: self._attempt(attempts),
+                max_retries=self._max_retries,
+                on_retry=self._log_retry,
+                factor=self._backoff_factor,
+                max_wait=30.0,
+            )
+
+    def _attempt(self, attempts: list[int]) -> str:
+        attempts[0] += 1
+        try:
+            result = self._acquire()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            problem = f"the token service is unreachable ({type(exc).__name__})"
+        except requests.HTTPError as exc:
+            # MSAL's OpenID discovery raises it on a 5xx.
+            problem = f"the authority's discovery failed ({type(exc).__name__})"
+            self._app = None
+        except MsalServiceError as exc:
+            # MSAL raises on a 5xx and replays it for 5 seconds (its own throttling).
+            problem = f"the token service failed ({self._clean(exc)})"
+        except ValueError as exc:
+            # MSAL's OpenID discovery got a 4xx: the tenant or the authority is wrong.
+            self._app = None
+            msg = (
+                f"The authority {self._authority} does not know tenant "
+                f"{self._tenant_id}: check tenant_id (the directory id) and "
+                "authority_url (each sovereign cloud has its own). "
+                f"({self._clean(exc)[:200]})"
+            )
+            raise AuthenticationError(msg, code="TenantNotFound") from None
+        else:
+            if "access_token" in result:
+                return str(result["access_token"])
+            error = str(result.get("error", "unknown_error"))
+            description = self._clean(str(result.get("error_description", "")))
+            if error not in _RETRYABLE_ERRORS:
+                raise self._credential_error(error, description)
+            problem = f"the token service answered {error}: {description}"
+        msg = (
+            f"Could not get a token from {self._authority} after {attempts[0]} "
+            f"attempts: {problem}. Check authority_url, the network and "
+            "ca_bundle, then run again."
+        )
+        raise retry.Retry(problem, final=TokenServiceError(msg))
+
+    def _log_retry(self, signal: retry.Retry, seconds: float) -> None:
+        self._logger.warning(
+            "Token request failed (%s); retrying in %.1fs", signal.problem, seconds
+        )
 
     def _acquire(self) -> dict[str, Any]:
         result = self._application().acquire_token_for_client(scopes=self._scopes)  # type: ignore[no-untyped-call]
         if result is None:
             return {"error": "server_error", "error_description": "empty answer"}
-        if "access_token" in result and result.get("token_source") != "cache":
-            self.tokens_acquired += 1
         return dict(result)
 
     def invalidate(self) -> None:

@@ -10,21 +10,24 @@ import logging
 import re
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-import backoff
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from typing_extensions import override
 
+from target_powerbi import retry
 from target_powerbi.audit import AuditLog
 from target_powerbi.auth import TokenProvider
 from target_powerbi.errors import (
@@ -45,23 +48,16 @@ from target_powerbi.limits import (
     MAX_PENDING,
     MAX_ROWS_PER_POST,
     Clock,
+    MonotonicClock,
     PushLimiter,
     RowTooLargeError,
-    ScaledClock,
     encode_row,
     format_duration,
     rows_body,
     split_rows,
 )
+from target_powerbi.settings import Settings
 
-POWERBI_API_URL = "https://api.powerbi.com/v1.0/myorg"
-ENTRA_AUTHORITY_URL = "https://login.microsoftonline.com"
-POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
-DEFAULT_PARALLELISM = 2
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_TIMEOUT = 120.0
-# 429s are waited out, not failed on, but a service that never relents must end the run.
-MAX_THROTTLE_WAITS = 30
 WRITE_OPERATIONS = frozenset(
     {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows"}
 )
@@ -100,14 +96,24 @@ class _Session(requests.Session):
         return settings
 
 
-def default_audit_path(config: Mapping[str, Any]) -> Path:
-    """`audit_log_path`, else beside the local store, else .target-powerbi/<dataset>."""
-    if config.get("audit_log_path"):
-        return Path(str(config["audit_log_path"]))
-    if config.get("store_path"):
-        return Path(str(config["store_path"])).with_suffix(".audit.jsonl")
-    name = str(config.get("dataset_name") or "target-powerbi")
-    return Path(".target-powerbi") / f"{name}.audit.jsonl"
+@dataclass
+class _Request:
+    """One logical request and what its attempts have done so far."""
+
+    method: str
+    url: str
+    operation: str
+    dataset_id: str | None
+    table: str | None
+    json_body: Any
+    body: bytes | None
+    params: Mapping[str, str] | None
+    rows: int
+    what: str | None
+    label: str
+    before_retry: Callable[[], None] | None
+    attempts: int = 0
+    started: float = 0.0
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:
@@ -119,8 +125,6 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
     except ValueError:
         pass
     try:
-        from datetime import datetime, timezone
-
         when = parsedate_to_datetime(value)
         return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
     except (TypeError, ValueError):
@@ -156,46 +160,44 @@ class PowerBIClient:
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        settings: Settings,
         logger: logging.Logger,
         *,
         clock: Clock | None = None,
+        backoff_factor: float = 1.0,
     ) -> None:
         self.logger = logger
-        self._client_id = str(config["client_id"])
-        self._secret = str(config["client_secret"])
-        self.workspace_id = str(config["workspace_id"])
-        api_url = str(config.get("api_url") or POWERBI_API_URL).rstrip("/")
-        self._base = f"{api_url}/groups/{quote(self.workspace_id, safe='')}"
-        parallelism = config.get("parallelism")
-        parallelism = DEFAULT_PARALLELISM if parallelism is None else int(parallelism)
-        self.parallelism = min(MAX_PENDING, max(1, parallelism))
-        retries = config.get("max_retries")
-        self.max_retries = DEFAULT_MAX_RETRIES if retries is None else max(0, int(retries))
-        self.timeout = float(config.get("request_timeout") or DEFAULT_TIMEOUT)
-        self.clock: Clock = clock or ScaledClock(float(config.get("time_scale") or 1.0))
-        self.time_scale = float(getattr(self.clock, "time_scale", 1.0))
+        self._client_id = settings.client_id
+        self._secret = settings.client_secret
+        self.workspace_id = settings.workspace_id
+        self._base = f"{settings.api_url}/groups/{quote(self.workspace_id, safe='')}"
+        self.parallelism = min(MAX_PENDING, max(1, settings.parallelism))
+        self.max_retries = max(0, settings.max_retries)
+        self.timeout = settings.request_timeout
+        self.backoff_factor = backoff_factor
+        self.clock: Clock = clock or MonotonicClock()
         self.limiter = PushLimiter(self.clock, logger)
         self._ca_file: str | None = None
-        self.session = self._make_session(config.get("ca_bundle"))
+        self.session = self._make_session(settings.ca_bundle)
         self.auth = TokenProvider(
-            tenant_id=str(config["tenant_id"]),
+            tenant_id=settings.tenant_id,
             client_id=self._client_id,
             client_secret=self._secret,
-            authority_url=str(config.get("authority_url") or ENTRA_AUTHORITY_URL),
-            scope=str(config.get("scope") or POWERBI_SCOPE),
+            authority_url=settings.authority_url,
+            scope=settings.scope,
             session=self.session,
             logger=logger,
             max_retries=self.max_retries,
+            backoff_factor=backoff_factor,
             timeout=self.timeout,
         )
-        self.audit = AuditLog(default_audit_path(config), secrets=(self._secret,))
+        self.audit = AuditLog(settings.audit_log_path, secrets=(self._secret,))
         self._known_datasets: dict[str, str] = {}
         self._uncertain: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- session
-    def _make_session(self, ca_bundle: Any) -> requests.Session:
+    def _make_session(self, ca_bundle: str | None) -> requests.Session:
         session = _Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.parallelism * 2))
         session.mount("https://", adapter)
@@ -348,20 +350,6 @@ class PowerBIClient:
         with self._lock:
             self._uncertain.discard((dataset_id, table))
 
-    def post_rows(
-        self,
-        dataset_id: str,
-        table: str,
-        rows: Sequence[Mapping[str, Any]],
-        table_row_count: int = 0,
-    ) -> None:
-        """Add rows, split into POSTs of at most 10,000 rows and ~15 MB, paced and retried.
-
-        `table_row_count` is how many rows the table already holds (for the rule
-        of 120 POSTs an hour on tables of 250,000 rows or more).
-        """
-        self.post_rows_many(dataset_id, [(table, rows, table_row_count)])
-
     def post_rows_many(
         self,
         dataset_id: str,
@@ -395,15 +383,6 @@ class PowerBIClient:
                 error = failed[0].exception()
                 assert error is not None
                 raise error
-
-    def note_table_rows(self, dataset_id: str, table: str, rows: int) -> None:
-        """Tell the client how many rows a table holds (e.g. from the local store).
-
-        Power BI allows only 120 POSTs an hour to a dataset once any of its tables
-        holds 250,000 rows, and has no API to count rows: call this for every
-        table of the dataset at the start of a run.
-        """
-        self.limiter.note_table_rows(dataset_id, table, rows)
 
     def uncertain_tables(self) -> set[tuple[str, str]]:
         """(dataset_id, table) pairs where a retried POST may have landed twice.
@@ -458,165 +437,153 @@ class PowerBIClient:
         before_retry: Callable[[], None] | None = None,
     ) -> requests.Response:
         """Send one logical request: fresh token, pacing, retries, audit, classified errors."""
-        url = self._base + path
-        waits = backoff.expo(factor=1.0, max_value=60)
-        next(waits)
-        attempt = failures = throttles = 0
-        token_refreshed = False
-        audited = operation in WRITE_OPERATIONS
-        while True:
-            attempt += 1
-            start = self.clock.now()
-            try:
-                if operation == "post_rows" and dataset_id is not None and table is not None:
-                    with self.limiter.post(dataset_id, table, rows):
-                        start = self.clock.now()
-                        response = self._http(method, url, json_body, body, params)
-                else:
-                    response = self._http(method, url, json_body, body, params)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = self._describe_exception(exc)
-                if audited:
-                    self._audit(
-                        operation,
-                        dataset_id,
-                        table,
-                        rows,
-                        type(exc).__name__,
-                        attempt,
-                        problem,
-                        start,
-                    )
-                if operation == "post_rows" and not isinstance(exc, requests.ConnectTimeout):
-                    self._mark_uncertain(dataset_id, table)
-                failures += 1
-                if failures > self.max_retries:
-                    raise self._unavailable(
-                        operation, what or table or path, problem, attempt
-                    ) from None
-                self._pause(waits, operation, table, problem)
-                if before_retry is not None:
-                    before_retry()
-                continue
-            status = response.status_code
-            if audited:
-                error = None if status < 400 else self._short_error(response)
-                self._audit(operation, dataset_id, table, rows, status, attempt, error, start)
-            if status < 400:
-                return response
-            if status == 401 and not token_refreshed:
-                token_refreshed = True
-                self.logger.info("Power BI answered 401; retrying once with a new token")
-                self.auth.invalidate()
-                continue
-            if status == 429:
-                throttles += 1
-                if throttles > MAX_THROTTLE_WAITS:
-                    msg = (
-                        f"Power BI kept throttling {operation} ({throttles} times in a row); "
-                        "another client may be writing to the same dataset. Run again later."
-                    )
-                    raise ThrottledError(msg, status=429)
-                self._throttled(response, operation, dataset_id, table, waits)
-                continue
-            if status >= 500:
-                if operation == "post_rows":
-                    self._mark_uncertain(dataset_id, table)
-                failures += 1
-                problem = f"HTTP {status} {self._short_error(response)}"
-                if failures > self.max_retries:
-                    raise self._unavailable(operation, what or table or path, problem, attempt)
-                self._pause(waits, operation, table, problem)
-                if before_retry is not None:
-                    before_retry()
-                continue
-            raise self._classify(response, operation, dataset_id, table, what)
+        request = _Request(
+            method=method,
+            url=self._base + path,
+            operation=operation,
+            dataset_id=dataset_id,
+            table=table,
+            json_body=json_body,
+            body=body,
+            params=params,
+            rows=rows,
+            what=what,
+            label=what or table or path,
+            before_retry=before_retry,
+        )
+        return retry.call(
+            lambda: self._attempt(request),
+            max_retries=self.max_retries,
+            on_retry=lambda signal, seconds: self._pause(request, signal, seconds),
+            factor=self.backoff_factor,
+        )
 
-    def _http(
-        self,
-        method: str,
-        url: str,
-        json_body: Any,
-        body: bytes | None,
-        params: Mapping[str, str] | None,
-    ) -> requests.Response:
+    def _attempt(self, request: _Request) -> requests.Response:
+        """One attempt: the response, a `Retry` when trying again can help, or an error."""
+        if request.attempts and request.before_retry is not None:
+            request.before_retry()
+        request.attempts += 1
+        request.started = time.monotonic()
+        try:
+            response = self._transmit(request)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise self._connection_failed(request, exc) from None
+        status = response.status_code
+        if request.operation in WRITE_OPERATIONS:
+            error = None if status < 400 else self._short_error(response)
+            self._audit(request, status, error)
+        if status < 400:
+            return response
+        if status == 401:
+            self.auth.invalidate()
+            final = self._classify(response, request)
+            raise retry.Retry("401", kind="refresh", final=final)
+        if status == 429:
+            raise self._throttled(response, request)
+        if status >= 500:
+            if request.operation == "post_rows":
+                self._mark_uncertain(request.dataset_id, request.table)
+            problem = f"HTTP {status} {self._short_error(response)}"
+            raise retry.Retry(problem, final=self._unavailable(request, problem))
+        raise self._classify(response, request)
+
+    def _transmit(self, request: _Request) -> requests.Response:
+        if request.operation == "post_rows" and request.dataset_id and request.table:
+            with self.limiter.post(request.dataset_id, request.table, request.rows):
+                request.started = time.monotonic()
+                return self._http(request)
+        return self._http(request)
+
+    def _connection_failed(self, request: _Request, exc: Exception) -> retry.Retry:
+        problem = self._describe_exception(exc)
+        if request.operation in WRITE_OPERATIONS:
+            self._audit(request, type(exc).__name__, problem)
+        if request.operation == "post_rows" and not isinstance(exc, requests.ConnectTimeout):
+            self._mark_uncertain(request.dataset_id, request.table)
+        return retry.Retry(problem, final=self._unavailable(request, problem))
+
+    def _http(self, request: _Request) -> requests.Response:
         # The token is taken last, after any wait: MSAL's cache or a new one, never stale.
         headers = {"Authorization": f"Bearer {self.auth.token()}"}
-        if body is not None:
+        if request.body is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         return self.session.request(
-            method,
-            url,
+            request.method,
+            request.url,
             headers=headers,
-            json=json_body,
-            data=body,
-            params=params,
+            json=request.json_body,
+            data=request.body,
+            params=request.params,
             timeout=(min(30.0, self.timeout), self.timeout),
         )
 
-    def _pause(self, waits: Any, operation: str, table: str | None, problem: str) -> None:
-        delay = float(backoff.full_jitter(next(waits)))
-        self.logger.warning(
-            "%s%s failed (%s); retrying in %s",
-            operation,
-            f" on table {table}" if table else "",
-            problem,
-            format_duration(delay),
-        )
-        self.clock.sleep(delay)
+    def _pause(self, request: _Request, signal: retry.Retry, seconds: float) -> None:
+        """Say why the request is tried again (retry.call waits, then calls `_attempt`)."""
+        where = f" on table {request.table}" if request.table else ""
+        if signal.kind == "refresh":
+            self.logger.info("Power BI answered 401; retrying once with a new token")
+        elif signal.kind == "throttle" and signal.wait is None:
+            self.logger.warning(
+                "Power BI throttled %s%s (429): waiting %s",
+                request.operation,
+                where,
+                format_duration(seconds),
+            )
+        elif signal.kind == "failure":
+            self.logger.warning(
+                "%s%s failed (%s); retrying in %s",
+                request.operation,
+                where,
+                signal.problem,
+                format_duration(seconds),
+            )
 
-    def _throttled(
-        self,
-        response: requests.Response,
-        operation: str,
-        dataset_id: str | None,
-        table: str | None,
-        waits: Any,
-    ) -> None:
-        # Retry-After is in wall-clock seconds; the clock and limiter count service seconds.
+    def _throttled(self, response: requests.Response, request: _Request) -> retry.Retry:
+        """A 429: wait as long as Retry-After says (the limiter holds the dataset's POSTs)."""
         retry_after = _retry_after_seconds(response)
-        delay = retry_after if retry_after is not None else float(next(waits)) / self.time_scale
+        msg = (
+            f"Power BI kept throttling {request.operation} ({retry.MAX_THROTTLE_WAITS + 1} "
+            "times in a row); another client may be writing to the same dataset. Run again later."
+        )
+        final = ThrottledError(msg, status=429)
+        if retry_after is None:
+            return retry.Retry("429", kind="throttle", final=final)
         _, message = _error_details(response)
         self.logger.warning(
-            "Power BI throttled %s%s (429%s): waiting %s%s",
-            operation,
-            f" on table {table}" if table else "",
+            "Power BI throttled %s%s (429%s): waiting %s as its Retry-After asks",
+            request.operation,
+            f" on table {request.table}" if request.table else "",
             f": {message}" if message else "",
-            format_duration(delay),
-            " as its Retry-After asks" if retry_after is not None else "",
+            format_duration(retry_after),
         )
-        if operation == "post_rows" and dataset_id is not None:
-            self.limiter.block(dataset_id, delay * self.time_scale)
-        else:
-            self.clock.sleep(delay * self.time_scale)
+        if request.operation == "post_rows" and request.dataset_id is not None:
+            self.limiter.block(request.dataset_id, self.clock_seconds(retry_after))
+            return retry.Retry("429", kind="throttle", wait=0.0, final=final)
+        return retry.Retry("429", kind="throttle", wait=retry_after, final=final)
+
+    def clock_seconds(self, wall_seconds: float) -> float:
+        """Seconds of the pacing clock in a wait the service gives in seconds (Retry-After).
+
+        One to one against Power BI; a client on a faster clock (a time-scaled
+        sandbox's tests) overrides it.
+        """
+        return wall_seconds
 
     def _mark_uncertain(self, dataset_id: str | None, table: str | None) -> None:
         if dataset_id is not None and table is not None:
             with self._lock:
                 self._uncertain.add((dataset_id, table))
 
-    def _audit(
-        self,
-        operation: str,
-        dataset_id: str | None,
-        table: str | None,
-        rows: int,
-        status: int | str,
-        attempt: int,
-        error: str | None,
-        start: float,
-    ) -> None:
-        elapsed = self.clock.now() - start
-        scale = self.time_scale
+    def _audit(self, request: _Request, status: int | str, error: str | None) -> None:
         self.audit.write(
-            operation=operation,
-            dataset_id=dataset_id,
-            table=table,
-            rows=rows,
+            operation=request.operation,
+            dataset_id=request.dataset_id,
+            table=request.table,
+            rows=request.rows,
             status=status,
-            attempt=attempt,
+            attempt=request.attempts,
             error=error,
-            duration_ms=elapsed / scale * 1000,
+            duration_ms=(time.monotonic() - request.started) * 1000,
         )
 
     def _describe_exception(self, exc: Exception) -> str:
@@ -632,24 +599,18 @@ class PowerBIClient:
     def _redact(self, text: str) -> str:
         return redact(text, (self._secret,))
 
-    def _unavailable(
-        self, operation: str, what: str, problem: str, attempts: int
-    ) -> ServiceUnavailableError:
+    def _unavailable(self, request: _Request, problem: str) -> ServiceUnavailableError:
         msg = (
-            f"Power BI did not complete {operation} on {what} after {attempts} attempts "
+            f"Power BI did not complete {request.operation} on {request.label} after "
+            f"{request.attempts} attempts "
             f"(last: {problem}). The service or the network is failing: run the target "
             "again later (it resumes), or raise max_retries."
         )
         return ServiceUnavailableError(msg)
 
-    def _classify(
-        self,
-        response: requests.Response,
-        operation: str,
-        dataset_id: str | None,
-        table: str | None,
-        what: str | None,
-    ) -> PowerBIError:
+    def _classify(self, response: requests.Response, request: _Request) -> PowerBIError:
+        operation, dataset_id, table = request.operation, request.dataset_id, request.table
+        what = request.what
         status = response.status_code
         code, message = _error_details(response)
         code_text = f" {code}" if code else ""

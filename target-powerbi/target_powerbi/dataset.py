@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from target_powerbi.errors import DatasetNotFoundError, PowerBIError
 from target_powerbi.mapping import MAX_COLUMNS, MAX_TABLES, dumps
 from target_powerbi.model import Model
+from target_powerbi.settings import Settings
 from target_powerbi.store import Store, TableState
 
 
@@ -51,30 +49,6 @@ class Client(Protocol):
     def delete_rows(self, dataset_id: str, table_name: str) -> Any: ...
 
 
-_Chunk = tuple[str, int, list[dict[str, Any]]]
-
-KILL_ENV = "TARGET_POWERBI_TEST_KILL_AT"
-_hits: Counter[str] = Counter()
-
-
-def checkpoint(name: str) -> None:
-    """Crash-test hook: SIGKILL this process at the n-th pass of a named point.
-
-    ``TARGET_POWERBI_TEST_KILL_AT=posted:2`` kills the target right after its
-    second wave of POSTs, before the push is recorded in the store. Unset (always,
-    outside the crash tests), it does nothing.
-    """
-    spec = os.environ.get(KILL_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    _hits[name] += 1
-    if _hits[name] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class DatasetLayoutError(PowerBIError):
     """The run carries tables the existing dataset lacks, and rebuilding is not allowed."""
 
@@ -86,22 +60,18 @@ class DatasetSync:
         self,
         client: Client,
         store: Store,
+        settings: Settings,
         *,
-        dataset_name: str,
-        retention_policy: str = "None",
-        batch_size: int = 10_000,
-        parallelism: int = 5,
-        rebuild: bool = False,
         model: Model | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.client = client
         self.store = store
-        self.dataset_name = dataset_name
-        self.retention_policy = retention_policy
-        self.batch_size = batch_size
-        self.parallelism = max(1, parallelism)
-        self.rebuild = rebuild
+        self.dataset_name = settings.dataset_name
+        self.retention_policy = settings.retention_policy
+        self.batch_size = settings.batch_size
+        self.parallelism = max(1, settings.parallelism)
+        self.rebuild = settings.rebuild_dataset_on_new_tables
         self.model = model or Model()
         self.log = logger or logging.getLogger(__name__)
         self.dataset_id: str | None = None
@@ -243,7 +213,6 @@ class DatasetSync:
         if relationships:
             body["relationships"] = list(relationships.values())[:75]
         created = self.client.create_dataset(body, retention_policy=self.retention_policy)
-        checkpoint("created")
         dataset_id = str(created["id"])
         self.log.info(
             "Created push dataset %r (%s) with tables %s",
@@ -318,23 +287,19 @@ class DatasetSync:
             self.store.count(table.name),
         )
         self.client.delete_rows(dataset_id, table.name)
-        checkpoint("emptied")
         top = self.store.max_seq(table.name)
         counts = {table.name: 0}
         for wave in self._waves([(table.name, 0)]):
             self._post(dataset_id, wave, counts)
-            checkpoint("reloading")
         self.store.reloaded(table.name, top, counts[table.name])
 
     def _append(self, dataset_id: str, tables: list[TableState]) -> None:
         """Append rows Power BI does not hold yet; in flight until recorded."""
         self.store.begin_push([t.name for t in tables])
-        checkpoint("push-begun")
         counts = {t.name: t.pbi_rows for t in tables}
         pushed = {t.name: t.pushed_seq for t in tables}
         for wave in self._waves([(t.name, t.pushed_seq) for t in tables]):
             self._post(dataset_id, wave, counts)
-            checkpoint("posted")
             for name, last, _ in wave:
                 pushed[name] = max(pushed[name], last)
         for t in tables:

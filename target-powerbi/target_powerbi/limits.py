@@ -42,21 +42,15 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
-class ScaledClock:
-    """Real time, or time running `time_scale` times faster (a time-scaled sandbox)."""
-
-    def __init__(self, time_scale: float = 1.0) -> None:
-        if time_scale <= 0:
-            msg = f"time_scale must be positive, got {time_scale}"
-            raise ValueError(msg)
-        self.time_scale = time_scale
+class MonotonicClock:
+    """Real time: the service's windows are measured on it."""
 
     def now(self) -> float:
-        return time.monotonic() * self.time_scale
+        return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
-            time.sleep(seconds / self.time_scale)
+            time.sleep(seconds)
 
 
 def format_duration(seconds: float) -> str:
@@ -140,16 +134,6 @@ class _DatasetWindow:
     table_rows: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class LimiterStats:
-    """What the limiter did, for logs and benchmarks (service seconds)."""
-
-    posts: int = 0
-    rows: int = 0
-    waited_seconds: float = 0.0
-    waits: dict[str, float] = field(default_factory=dict)
-
-
 class PushLimiter:
     """Paces POST rows per dataset below every documented Power BI limit.
 
@@ -174,7 +158,6 @@ class PushLimiter:
         self.posts_per_hour_large = posts_per_hour_large
         self.large_table_rows = large_table_rows
         self.rows_per_hour = rows_per_hour
-        self.stats = LimiterStats()
         self._cond = threading.Condition()
         self._datasets: dict[str, _DatasetWindow] = {}
 
@@ -268,7 +251,6 @@ class PushLimiter:
         if rows > self.rows_per_hour:
             msg = f"a POST of {rows} rows exceeds the hourly cap of {self.rows_per_hour}"
             raise ValueError(msg)
-        waited = 0.0
         with self._cond:
             window = self._window(dataset_id)
             while True:
@@ -294,16 +276,11 @@ class PushLimiter:
                     self.clock.sleep(wait)
                 finally:
                     self._cond.acquire()
-                waited += wait
-                self.stats.waits[reason] = self.stats.waits.get(reason, 0.0) + wait
             slot = _Slot(rows=rows)
             window.slots.append(slot)
             window.pending += 1
             # Counted as soon as it is sent, so concurrent POSTs see the table's size grow.
             window.table_rows[table] = window.table_rows.get(table, 0) + rows
-            self.stats.posts += 1
-            self.stats.rows += rows
-            self.stats.waited_seconds += waited
         try:
             yield
         finally:
@@ -314,10 +291,7 @@ class PushLimiter:
 
     def _log_wait(self, dataset_id: str, table: str, rows: int, wait: float, reason: str) -> None:
         level = logging.INFO if wait >= LOG_WAIT_ABOVE else logging.DEBUG
-        scale = float(getattr(self.clock, "time_scale", 1.0))
         duration = format_duration(wait)
-        if scale != 1.0:
-            duration += f" of service time ({format_duration(wait / scale)} real)"
         self.logger.log(
             level,
             "Waiting %s before posting %d rows to table %s of dataset %s (%s)",

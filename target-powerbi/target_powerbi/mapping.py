@@ -163,18 +163,7 @@ def resolve(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """
     for combinator in ("anyOf", "oneOf"):
         if combinator in schema:
-            options = [s for s in schema[combinator] if s.get("type") != "null" and s != {}]
-            if len(options) == 1:
-                merged = {k: v for k, v in schema.items() if k != combinator}
-                return resolve({**merged, **options[0]})
-            kinds = {resolve(s)[0] for s in options}
-            if kinds <= {"Int64", "Double", "Decimal"} and kinds:
-                return ("Int64" if kinds == {"Int64"} else "Double"), schema
-            if len(kinds) == 1:
-                (only,) = kinds
-                if only not in ("object", "array"):
-                    return only, schema
-            return "json", schema
+            return _resolve_options(schema, combinator)
     raw = schema.get("type")
     types = _non_null(raw if isinstance(raw, list) else [raw] if raw else [])
     if not types:
@@ -184,25 +173,46 @@ def resolve(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             return "array", schema
         return "json", schema
     if len(types) > 1:
-        if set(types) <= {"integer", "number"}:
-            return "Double", schema
-        if set(types) <= {"string", "integer", "number", "boolean"}:
-            return "String", schema
-        return "json", schema
-    t = types[0]
-    if t == "integer":
-        return "Int64", schema
-    if t == "number":
-        return ("Decimal" if _decimal_multiple(schema) else "Double"), schema
-    if t == "boolean":
-        return "Boolean", schema
-    if t == "string":
-        return ("DateTime" if schema.get("format") in ("date-time", "date") else "String"), schema
-    if t == "object":
-        return ("object" if schema.get("properties") else "json"), schema
-    if t == "array":
-        return "array", schema
+        return _resolve_mixed(types), schema
+    return _resolve_type(types[0], schema), schema
+
+
+def _resolve_options(schema: dict[str, Any], combinator: str) -> tuple[str, dict[str, Any]]:
+    """``anyOf`` / ``oneOf``: one option is that option; numbers widen; else JSON text."""
+    options = [s for s in schema[combinator] if s.get("type") != "null" and s != {}]
+    if len(options) == 1:
+        merged = {k: v for k, v in schema.items() if k != combinator}
+        return resolve({**merged, **options[0]})
+    kinds = {resolve(s)[0] for s in options}
+    if kinds and kinds <= {"Int64", "Double", "Decimal"}:
+        return ("Int64" if kinds == {"Int64"} else "Double"), schema
+    if len(kinds) == 1 and not kinds & {"object", "array"}:
+        (only,) = kinds
+        return only, schema
     return "json", schema
+
+
+def _resolve_mixed(types: list[Any]) -> str:
+    """A list of several types: numbers widen to Double, scalars become String, else JSON."""
+    if set(types) <= {"integer", "number"}:
+        return "Double"
+    if set(types) <= {"string", "integer", "number", "boolean"}:
+        return "String"
+    return "json"
+
+
+def _resolve_type(kind: Any, schema: dict[str, Any]) -> str:
+    """One JSON Schema type (with its format or multipleOf) as a kind."""
+    if kind == "number":
+        return "Decimal" if _decimal_multiple(schema) else "Double"
+    if kind == "string":
+        return "DateTime" if schema.get("format") in ("date-time", "date") else "String"
+    if kind == "object":
+        return "object" if schema.get("properties") else "json"
+    return _SIMPLE_TYPES.get(kind, "json")
+
+
+_SIMPLE_TYPES = {"integer": "Int64", "boolean": "Boolean", "array": "array"}
 
 
 def _is_object_array(schema: dict[str, Any]) -> bool:
@@ -500,58 +510,92 @@ def convert(value: Any, col: Column, table: TableMap, key: str, policy: ValuePol
     """A record value as Power BI accepts it for ``col``."""
     if value is None:
         return None
-    t = col.data_type
-    if col.json or t == "String":
-        text = value if isinstance(value, str) and not col.json else dumps(value)
-        if len(text) > MAX_STRING:
-            policy.problem(
-                table, key, col.name, f"{len(text)} characters, truncated to {MAX_STRING}"
-            )
-            text = text[:MAX_STRING]
-        return text
-    if t == "Int64":
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, (float, decimal.Decimal)) and value == int(value):
-            value = int(value)
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                policy.problem(table, key, col.name, f"{value!r} is not an integer, sent as null")
-                return None
-        if not isinstance(value, int):
-            policy.problem(table, key, col.name, f"{value!r} is not an integer, sent as null")
-            return None
-        if not INT64_MIN <= value <= INT64_MAX:
-            policy.problem(table, key, col.name, f"{value} is outside Int64, sent as null")
-            return None
+    if col.json or col.data_type == "String":
+        return _to_text(value, _Cell(col, table, key, policy))
+    converter = _CONVERTERS.get(col.data_type)
+    if converter is None:
         return value
-    if t in ("Double", "Decimal"):
+    return converter(value, _Cell(col, table, key, policy))
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """Where a value goes, to report a problem with it."""
+
+    col: Column
+    table: TableMap
+    key: str
+    policy: ValuePolicy
+
+    def problem(self, what: str) -> None:
+        self.policy.problem(self.table, self.key, self.col.name, what)
+
+
+def _to_text(value: Any, cell: _Cell) -> str:
+    text = value if isinstance(value, str) and not cell.col.json else dumps(value)
+    if len(text) > MAX_STRING:
+        cell.problem(f"{len(text)} characters, truncated to {MAX_STRING}")
+        text = text[:MAX_STRING]
+    return text
+
+
+def _to_int64(value: Any, cell: _Cell) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, decimal.Decimal)) and value == int(value):
+        value = int(value)
+    if isinstance(value, str):
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            policy.problem(table, key, col.name, f"{value!r} is not a number, sent as null")
+            value = int(value)
+        except ValueError:
+            cell.problem(f"{value!r} is not an integer, sent as null")
             return None
-        if math.isnan(number) or math.isinf(number):
-            policy.problem(table, key, col.name, f"{value!r} is not finite, sent as null")
-            return None
-        if t == "Decimal":
-            return round(number, 4)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        return number
-    if t == "Boolean":
-        if isinstance(value, bool):
-            return value
-        policy.problem(table, key, col.name, f"{value!r} is not a boolean, sent as null")
+    if not isinstance(value, int):
+        cell.problem(f"{value!r} is not an integer, sent as null")
         return None
-    if t == "DateTime":
-        moment = to_utc_iso(value)
-        if moment is None:
-            policy.problem(table, key, col.name, f"{value!r} is not a date-time, sent as null")
-        return moment
+    if not INT64_MIN <= value <= INT64_MAX:
+        cell.problem(f"{value} is outside Int64, sent as null")
+        return None
     return value
+
+
+def _to_number(value: Any, cell: _Cell) -> float | int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        cell.problem(f"{value!r} is not a number, sent as null")
+        return None
+    if math.isnan(number) or math.isinf(number):
+        cell.problem(f"{value!r} is not finite, sent as null")
+        return None
+    if cell.col.data_type == "Decimal":
+        return round(number, 4)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return number
+
+
+def _to_boolean(value: Any, cell: _Cell) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    cell.problem(f"{value!r} is not a boolean, sent as null")
+    return None
+
+
+def _to_datetime(value: Any, cell: _Cell) -> str | None:
+    moment = to_utc_iso(value)
+    if moment is None:
+        cell.problem(f"{value!r} is not a date-time, sent as null")
+    return moment
+
+
+_CONVERTERS: dict[str, Any] = {
+    "Int64": _to_int64,
+    "Double": _to_number,
+    "Decimal": _to_number,
+    "Boolean": _to_boolean,
+    "DateTime": _to_datetime,
+}
 
 
 def record_key(table: TableMap, record: dict[str, Any], *, by_content: bool) -> str:

@@ -29,12 +29,64 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from target_powerbi.mapping import DATA_TYPES
 
-_REL_KEYS = {"name", "fromTable", "fromColumn", "toTable", "toColumn", "crossFilteringBehavior"}
-_MEASURE_KEYS = {"name", "expression", "formatString", "isHidden"}
-_FILTERING = {"OneDirection", "BothDirections", "Automatic"}
+_NAME = {"type": "string", "minLength": 1}
+_FILTERING = ["OneDirection", "BothDirections", "Automatic"]
+# The model file's shape; jsonschema checks it and says where it is wrong.
+MODEL_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {
+        "relationships": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["fromTable", "fromColumn", "toTable", "toColumn"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": _NAME,
+                    "fromTable": _NAME,
+                    "fromColumn": _NAME,
+                    "toTable": _NAME,
+                    "toColumn": _NAME,
+                    "crossFilteringBehavior": {"enum": _FILTERING},
+                },
+            },
+        },
+        "tables": {
+            "type": ["object", "null"],
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "measures": {
+                        "type": ["array", "null"],
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "expression"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": _NAME,
+                                "expression": {"type": "string"},
+                                "formatString": {"type": "string"},
+                                "isHidden": {"type": "boolean"},
+                            },
+                        },
+                    },
+                    "columns": {
+                        "type": ["object", "null"],
+                        "additionalProperties": {"enum": list(DATA_TYPES)},
+                    },
+                },
+            },
+        },
+    },
+}
+_VALIDATOR = Draft202012Validator(MODEL_SCHEMA)
 
 
 class ModelFileError(ValueError):
@@ -59,44 +111,22 @@ def load_model(path: str | None) -> Model:
     except (OSError, yaml.YAMLError) as exc:
         msg = f"model file {path}: cannot be read: {exc}"
         raise ModelFileError(msg) from exc
-    if not isinstance(raw, dict):
-        msg = f"model file {path}: expected a mapping with 'relationships' and 'tables'"
-        raise ModelFileError(msg)
-    unknown = set(raw) - {"relationships", "tables"}
-    if unknown:
-        msg = f"model file {path}: unknown keys {sorted(unknown)}"
+    error = best_match(_VALIDATOR.iter_errors(raw))  # type: ignore[no-untyped-call]
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        what = "missing a property: " if error.validator == "required" else ""
+        msg = f"model file {path}: {where.lstrip('.') or 'top level'}: {what}{error.message}"
         raise ModelFileError(msg)
     model = Model()
-    for i, rel in enumerate(raw.get("relationships") or []):
-        where = f"model file {path}: relationships[{i}]"
-        if not isinstance(rel, dict):
-            raise ModelFileError(f"{where}: expected a mapping")
-        missing = {"fromTable", "fromColumn", "toTable", "toColumn"} - set(rel)
-        extra = set(rel) - _REL_KEYS
-        if missing or extra:
-            msg = f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}"
-            raise ModelFileError(msg)
-        behaviour = rel.get("crossFilteringBehavior", "OneDirection")
-        if behaviour not in _FILTERING:
-            raise ModelFileError(f"{where}: crossFilteringBehavior must be one of {_FILTERING}")
+    for rel in raw.get("relationships") or []:
         name = rel.get("name") or f"{rel['fromTable']}_{rel['fromColumn']}_{rel['toTable']}"
+        behaviour = rel.get("crossFilteringBehavior", "OneDirection")
         model.relationships.append({**rel, "name": name, "crossFilteringBehavior": behaviour})
     for table, spec in (raw.get("tables") or {}).items():
-        where = f"model file {path}: tables.{table}"
-        if not isinstance(spec, dict) or set(spec) - {"measures", "columns"}:
-            raise ModelFileError(f"{where}: expected 'measures' and/or 'columns'")
-        for j, measure in enumerate(spec.get("measures") or []):
-            if (
-                not isinstance(measure, dict)
-                or not {"name", "expression"} <= set(measure)
-                or set(measure) - _MEASURE_KEYS
-            ):
-                msg = f"{where}.measures[{j}]: needs name and expression (and only {_MEASURE_KEYS})"
-                raise ModelFileError(msg)
-            model.measures.setdefault(str(table), []).append(dict(measure))
-        for column, data_type in (spec.get("columns") or {}).items():
-            if data_type not in DATA_TYPES:
-                msg = f"{where}.columns.{column}: {data_type!r} is not one of {DATA_TYPES}"
-                raise ModelFileError(msg)
-            model.column_types.setdefault(str(table), {})[str(column)] = str(data_type)
+        measures = [dict(m) for m in spec.get("measures") or []]
+        if measures:
+            model.measures[str(table)] = measures
+        columns = {str(c): str(t) for c, t in (spec.get("columns") or {}).items()}
+        if columns:
+            model.column_types[str(table)] = columns
     return model

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
-from target_powerbi.dataset import checkpoint
-from target_powerbi.limits import MAX_ROWS_PER_POST
 from target_powerbi.mapping import Row, build_rows, record_key
 
 if TYPE_CHECKING:
@@ -36,18 +34,16 @@ class PowerBISink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.pbi: TargetPowerBI = target  # type: ignore[assignment]
-        method = str(self.config.get("load_method") or "upsert")
-        self.load_method = method
-        self.by_content = method == "append-only" or not self.key_properties
+        self.load_method = self.pbi.settings.load_method
+        self.by_content = self.load_method == "append-only" or not self.key_properties
         self.root = self.pbi.map_stream(stream_name, self.schema, list(self.key_properties))
         self.table_names = [t.name for t in self.root.walk()]
 
     @property
     @override
     def max_size(self) -> int:
-        return int(
-            self.config.get("batch_size_rows") or self.config.get("batch_size") or MAX_ROWS_PER_POST
-        )
+        settings = self.pbi.settings
+        return settings.batch_size_rows or settings.batch_size
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
@@ -73,7 +69,6 @@ class PowerBISink(BatchSink):
             by_version.setdefault(version, []).append((key, rows))
         for version, records in by_version.items():
             result = store.write(records, self.table_names, version=version, run=self.pbi.run_id)
-            checkpoint("stored")
             self.logger.info(
                 "Stored %d records of %s: %d new rows, %d unchanged, %d changed, %d removed",
                 len(records),

@@ -52,7 +52,9 @@ class Sandboxes:
     def __init__(self, *, seed: int, tenants: int = 2) -> None:
         time_scale = demo.TIME_SCALE  # what the `sandbox` environment expects
         # Access tokens last 30 sandbox minutes = 30 real seconds at scale 60: runs refresh.
-        self.xero = XeroSandbox(seed=seed, tenants=tenants, time_scale=time_scale).start()
+        self.xero = XeroSandbox(
+            seed=seed, tenants=tenants, time_scale=time_scale, tier="advanced", scopes="broad"
+        ).start()
         self.powerbi = PowerBISandbox(time_scale=time_scale).start()
         self.http = requests.Session()
         self.http.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify

@@ -96,7 +96,8 @@ def tier_run(tier: str) -> tuple[dict[str, Any], set[str]]:
     `XeroSandbox(tier=...)` exists, the one line below becomes
     `return {"tier": tier}, MODEL_STREAMS` (the tap then skips the journals itself).
     """
-    return {}, MODEL_STREAMS - (JOURNAL_STREAMS if tier == "starter" else set())
+    advanced = {"tier": "advanced", "scopes": "broad"}
+    return advanced, MODEL_STREAMS - (JOURNAL_STREAMS if tier == "starter" else set())
 
 
 def _catalog(config: dict[str, Any], selected: set[str]) -> dict[str, Any]:
@@ -136,7 +137,6 @@ def landed(request, tmp_path_factory):
             "store_path": str(tmp / "store.sqlite3"),
             "model_file": str(MODEL),
             "child_tables": [],
-            "time_scale": TIME_SCALE,
         }
         paths = {}
         for name, body in (

@@ -55,7 +55,9 @@ class World:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.xero = XeroSandbox(seed=23, tenants=2, time_scale=TIME_SCALE).start()
+        self.xero = XeroSandbox(
+            seed=23, tenants=2, time_scale=TIME_SCALE, tier="advanced", scopes="broad"
+        ).start()
         self.powerbi = PowerBISandbox(time_scale=TIME_SCALE).start()
         self.http = requests.Session()
         self.http.trust_env = False
@@ -73,7 +75,6 @@ class World:
         target_config = {
             **self.powerbi.config,
             "dataset_name": DATASET,
-            "time_scale": TIME_SCALE,
             "store_path": str(workdir / "powerbi.sqlite3"),
             "audit_log_path": str(workdir / "powerbi-audit.jsonl"),
         }

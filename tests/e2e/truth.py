@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tap_xero.client import XeroChildStream, XeroStream
+from tap_xero.child import XeroChildStream
+from tap_xero.client import XeroStream
 from tap_xero.streams import STREAM_TYPES
 
 from tests.e2e.pipeline import Sandboxes

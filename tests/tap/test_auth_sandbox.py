@@ -52,7 +52,7 @@ print(json.dumps({"mode": manager.mode, "tenants": tenants,
 
 @pytest.fixture(scope="module")
 def sandbox() -> Any:
-    with XeroSandbox(seed=5, size="small", tenants=2) as sbx:
+    with XeroSandbox(seed=5, size="small", tenants=2, tier="advanced", scopes="broad") as sbx:
         yield sbx
 
 

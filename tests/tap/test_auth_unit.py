@@ -27,6 +27,7 @@ from tap_xero.auth import (
     requested_scopes,
 )
 from tap_xero.connections import forbidden_error, select_tenants, unauthorized_error
+from tap_xero.settings import TapSettings, load_config
 from tap_xero.token_store import TokenState, TokenStore, fingerprint
 
 CLIENT_ID = "client-1"
@@ -454,15 +455,18 @@ def test_select_tenants_and_403_messages():
     assert "tap-xero auth login" in str(unauthorized_error())
 
 
-def test_cli_config_from_env_and_files(tmp_path):
+def test_cli_config_from_env_and_files(tmp_path, monkeypatch):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"client_id": "from-file"}))
     env = {"TAP_XERO_CLIENT_ID": "from-env", "TAP_XERO_TENANT_IDS": "a, b", "TAP_XERO_SCOPES": ""}
-    config = cli.load_config([], env)
-    assert config["client_id"] == "from-env"
-    assert config["tenant_ids"] == ["a", "b"]
-    assert config["identity_url"] == "https://identity.xero.com"
-    assert cli.load_config([str(path)], env)["client_id"] == "from-file"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = TapSettings.from_config(load_config([]))
+    assert config.client_id == "from-env"
+    assert config.tenant_ids == ("a", "b")
+    assert config.scopes == ()
+    assert config.identity_url == "https://identity.xero.com"
+    assert TapSettings.from_config(load_config([str(path)])).client_id == "from-file"
 
 
 def test_cli_accepts_meltano_leading_options():

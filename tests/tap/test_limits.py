@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import pytest
+import requests
 from tap_xero.limits import (
     AppGate,
     DailyBudgetExhaustedError,
@@ -13,6 +15,15 @@ from tap_xero.limits import (
     OrgLimiter,
     RateLimiters,
 )
+from tap_xero.retry import ReauthoriseError, RetryAfterError, RetryWaits
+from tap_xero.settings import TapSettings, with_defaults
+
+# The limiter's settings as the tap's schema defaults them (written once, in the schema).
+DEFAULTS = LimitSettings.from_settings(TapSettings.from_config(with_defaults({})[0]))
+
+
+def LimitSettings_(**kw) -> LimitSettings:  # noqa: N802
+    return dataclasses.replace(DEFAULTS, **kw)
 
 
 class FakeClock:
@@ -29,7 +40,7 @@ class FakeClock:
 
 
 def limiter(clock: FakeClock, **kw) -> OrgLimiter:
-    return OrgLimiter(LimitSettings(**kw), clock=clock, sleep=clock.sleep)
+    return OrgLimiter(LimitSettings_(**kw), clock=clock, sleep=clock.sleep)
 
 
 def call(lim: OrgLimiter, headers: dict[str, str] | None = None, took: float = 0.0) -> float:
@@ -87,13 +98,13 @@ def test_window_start_moves_when_the_server_window_restarts():
     assert call(lim) == pytest.approx(1160.0)
 
 
-def test_retry_after_blocks_exactly_that_long():
-    clock = FakeClock()
-    lim = limiter(clock)
-    lim.block_for(7.25)
-    assert call(lim) == pytest.approx(1007.25)
-    assert clock.slept == [pytest.approx(7.25)]
-    assert lim.throttled == 1
+def test_retry_after_is_waited_exactly_and_never_multiplied():
+    response = requests.Response()
+    response.status_code = 429
+    waits = RetryWaits(backoff_seconds=1.0)
+    storm = [RetryAfterError("429", response, wait=7.25, problem="minute") for _ in range(3)]
+    assert [waits(exc) for exc in storm] == [7.25, 7.25, 7.25]
+    assert waits(ReauthoriseError("401", response)) == 0.0
 
 
 def test_daily_budget_counts_earlier_runs_through_the_day_header():
@@ -125,7 +136,7 @@ def test_exhaust_after_a_day_429_stops_further_calls():
 
 
 def test_at_most_max_in_flight_at_once():
-    lim = OrgLimiter(LimitSettings(max_in_flight=3, calls_per_minute=10_000))
+    lim = OrgLimiter(LimitSettings_(max_in_flight=3, calls_per_minute=10_000))
     inside = 0
     peak = 0
     lock = threading.Lock()
@@ -150,14 +161,14 @@ def test_at_most_max_in_flight_at_once():
 
 
 def test_one_limiter_per_organisation():
-    limiters = RateLimiters(LimitSettings())
+    limiters = RateLimiters(LimitSettings_())
     assert limiters.for_tenant("a") is limiters.for_tenant("a")
     assert limiters.for_tenant("a") is not limiters.for_tenant("b")
 
 
 def test_the_app_wide_minute_holds_every_organisation():
     clock = FakeClock()
-    settings = LimitSettings(window_seconds=60.0)
+    settings = LimitSettings_(window_seconds=60.0)
     app = AppGate(60.0, clock)
     a = OrgLimiter(settings, clock=clock, sleep=clock.sleep, app=app)
     b = OrgLimiter(settings, clock=clock, sleep=clock.sleep, app=app)
@@ -168,5 +179,5 @@ def test_the_app_wide_minute_holds_every_organisation():
 
 
 def test_registry_shares_one_app_gate():
-    limiters = RateLimiters(LimitSettings())
+    limiters = RateLimiters(LimitSettings_())
     assert limiters.for_tenant("a")._app is limiters.for_tenant("b")._app is limiters.app

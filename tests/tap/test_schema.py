@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
 from singer_sdk.helpers._typing import is_date_or_datetime_type
 from tap_xero.schema import convert_msdates, derive, load_api_schema, msdate_to_iso
-from tap_xero.streams import STREAM_TYPES
+from tap_xero.streams import ENDPOINT_STREAM_TYPES, REPORT_STREAM_TYPES, STREAM_TYPES, collections
 from tap_xero.tap import TapXero
 
 CONFIG = {"client_id": "x", "client_secret": "y", "refresh_token": "z"}
@@ -65,22 +66,21 @@ def test_child_schema_is_the_parent_line_item():
 
 def test_streams_have_tenant_in_every_key_and_date_time_replication_keys():
     tap = TapXero(config=CONFIG, validate_config=True)
-    names = set(tap.streams)
-    expected = {
-        "accounts", "bank_transactions", "bank_transfers", "batch_payments", "branding_themes",
-        "budgets", "contact_groups", "contacts", "credit_notes", "currencies", "employees",
-        "expense_claims", "invoices", "items", "journals", "linked_transactions",
-        "manual_journals", "organisations", "overpayments", "payments", "prepayments",
-        "purchase_orders", "quotes", "receipts", "repeating_invoices", "tax_rates",
-        "tracking_categories", "users", "invoice_line_items", "credit_note_line_items",
-        "bank_transaction_line_items", "purchase_order_line_items", "journal_lines",
-        "manual_journal_lines", "cash_journals",
-    }  # fmt: skip
-    assert expected <= names  # report streams are added beside these (streams/reports.py)
-    assert {s.name for s in STREAM_TYPES} == expected
+    expected = {s.name for s in STREAM_TYPES}
+    reports = {s.name for s in REPORT_STREAM_TYPES}
+    assert len(expected) == len(STREAM_TYPES)  # one class per stream name
+    assert set(tap.streams) == expected | reports
     for stream in (tap.streams[name] for name in expected):
         assert stream.primary_keys[0] == "tenant_id", stream.name
         assert set(stream.primary_keys) <= set(stream.schema["properties"]), stream.name
         key = stream.replication_key
         if key and key != "JournalNumber":
             assert is_date_or_datetime_type(stream.schema["properties"][key]), stream.name
+
+
+def test_every_generated_schema_is_a_collection_of_a_stream():
+    files = {p.stem for p in resources.files("tap_xero").joinpath("schemas", "api").iterdir()}
+    assert files == set(collections())
+    for stream in ENDPOINT_STREAM_TYPES:
+        if stream.path != "/Organisation":  # Xero's one singular path
+            assert stream.path == f"/{stream.collection}", stream.name

@@ -18,7 +18,7 @@ KEY = "sandbox-hook-key-4f7a9a430d5f3c1f"
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[XeroSandbox]:
-    with XeroSandbox(seed=7, size="small", tenants=2) as sbx:
+    with XeroSandbox(seed=7, size="small", tenants=2, tier="advanced", scopes="broad") as sbx:
         yield sbx
 
 

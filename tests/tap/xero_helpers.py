@@ -22,6 +22,8 @@ def start_sandbox(**kw: Any) -> XeroSandbox:
     """A time-scaled sandbox whose access tokens still last 30 real minutes."""
     kw.setdefault("time_scale", TIME_SCALE)
     kw.setdefault("access_token_lifetime", 1800.0 * kw["time_scale"])
+    kw.setdefault("tier", "advanced")  # issue 13: "starter" once the tap skips forbidden streams
+    kw.setdefault("scopes", "broad")  # issue 13: "granular" once the tap asks for every scope
     return XeroSandbox(**kw).start()
 
 
@@ -140,3 +142,22 @@ def api_calls(stats: dict[str, Any], endpoint: str | None = None) -> int:
                 continue
             total += sum(methods.values())
     return total
+
+
+def last_position(store_path: Any) -> int:
+    """The highest position a webhook event store ever handed out, read from its file."""
+    import sqlite3
+
+    with sqlite3.connect(str(store_path)) as conn:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_until(predicate: Any, timeout: float, what: str = "the condition") -> None:
+    """Poll `predicate` until true; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

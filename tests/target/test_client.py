@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from sandbox.powerbi import PowerBISandbox
-from target_powerbi.client import PowerBIClient, default_audit_path
+from target_powerbi.client import PowerBIClient
 from target_powerbi.errors import (
     AuthenticationError,
     DatasetNotFoundError,
@@ -27,6 +27,9 @@ from target_powerbi.errors import (
     TokenServiceError,
     WorkspaceAccessError,
 )
+from target_powerbi.settings import Settings
+
+from tests.target.scaled import scaled_client
 
 LOG = logging.getLogger("test-client")
 
@@ -106,13 +109,14 @@ def make_client(tmp_path: Path) -> Iterator[Any]:
     def make(sandbox: PowerBISandbox, **overrides: Any) -> PowerBIClient:
         if not clients:
             control(sandbox, "reset")
+        time_scale = overrides.pop("time_scale", sandbox.clock.time_scale)
         config = {
             **sandbox.config,
-            "time_scale": sandbox.clock.time_scale,
+            "dataset_name": "Sales",
             "audit_log_path": str(tmp_path / "audit.jsonl"),
             **overrides,
         }
-        client = PowerBIClient(config, LOG)
+        client = scaled_client(config, LOG, time_scale)
         clients.append(client)
         return client
 
@@ -152,7 +156,7 @@ def test_dataset_lifecycle_splits_posts_and_audits_every_write(
     tables = {t["name"]: t for t in client.list_tables(dataset_id)}
     assert [c["name"] for c in tables["Contacts"]["columns"]] == ["ContactID", "Name"]
 
-    client.post_rows(dataset_id, "Invoices", invoice_rows(10_001))
+    client.post_rows_many(dataset_id, [("Invoices", invoice_rows(10_001), 0)])
     assert row_count(real_sandbox, dataset_id, "Invoices") == 10_001
     stats = control(real_sandbox, "stats")
     assert stats["rows_per_post"] == [10_000, 1]
@@ -200,7 +204,7 @@ def test_tls_is_verified_without_the_sandbox_ca(
 def test_a_missing_ca_bundle_is_explained(real_sandbox: PowerBISandbox, tmp_path: Path) -> None:
     config = {**real_sandbox.config, "ca_bundle": str(tmp_path / "missing.pem")}
     with pytest.raises(PowerBIError, match="cannot be read"):
-        PowerBIClient(config, LOG)
+        PowerBIClient(Settings.from_config({**config, "dataset_name": "Sales"}), LOG)
 
 
 # ---------------------------------------------------------------- limits honoured
@@ -256,7 +260,7 @@ def test_hourly_row_cap_waits_for_retry_after_and_says_how_long(
         {"count": 995_000, "in_time_window": True},
     )
     caplog.set_level(logging.INFO, logger="test-client")
-    client.post_rows(dataset_id, "Invoices", invoice_rows(10_000), table_row_count=995_000)
+    client.post_rows_many(dataset_id, [("Invoices", invoice_rows(10_000), 995_000)])
     assert row_count(hour_sandbox, dataset_id, "Invoices") == 1_005_000
     statuses = [(e["status"], e["attempt"]) for e in audit_lines(tmp_path)[1:]]
     assert statuses == [(429, 1), (200, 2)]
@@ -277,7 +281,7 @@ def test_5xx_is_retried_with_backoff_and_the_table_marked_uncertain(
         "faults",
         {"fail_next": 2, "fail_next_status": 503, "operations": ["PostRowsInGroup"]},
     )
-    client.post_rows(dataset_id, "Invoices", invoice_rows(10))
+    client.post_rows_many(dataset_id, [("Invoices", invoice_rows(10), 0)])
     assert row_count(minute_sandbox, dataset_id, "Invoices") == 10
     posts = [(e["status"], e["attempt"]) for e in audit_lines(tmp_path) if e["rows"]]
     assert posts == [(503, 1), (503, 2), (200, 3)]
@@ -291,7 +295,7 @@ def test_retries_are_bounded(minute_sandbox: PowerBISandbox, make_client: Any) -
     dataset_id = client.create_dataset(DATASET)["id"]
     control(minute_sandbox, "faults", {"fail_next": 10, "operations": ["PostRowsInGroup"]})
     with pytest.raises(ServiceUnavailableError, match="after 3 attempts") as caught:
-        client.post_rows(dataset_id, "Invoices", invoice_rows(3))
+        client.post_rows_many(dataset_id, [("Invoices", invoice_rows(3), 0)])
     assert "run the target again" in str(caught.value)
     requests_made = control(minute_sandbox, "stats")["requests"]["PostRowsInGroup"]
     assert requests_made == {"503": 3}
@@ -352,7 +356,7 @@ def test_a_dropped_connection_is_retried(
     try:
         api_url = f"https://127.0.0.1:{proxy.port}/v1.0/myorg"
         client = make_client(minute_sandbox, api_url=api_url)
-        client.post_rows(dataset_id, "Invoices", invoice_rows(2_000))
+        client.post_rows_many(dataset_id, [("Invoices", invoice_rows(2_000), 0)])
     finally:
         proxy.close()
     assert proxy.cuts == 1
@@ -383,7 +387,7 @@ def test_a_timeout_is_retried_and_marks_the_table_uncertain(
     healer = threading.Thread(target=heal_after_first_timeout)
     healer.start()
     try:
-        client.post_rows(dataset_id, "Invoices", invoice_rows(5))
+        client.post_rows_many(dataset_id, [("Invoices", invoice_rows(5), 0)])
     finally:
         healer.join()
     posts = [e for e in audit_lines(tmp_path) if e["operation"] == "post_rows"]
@@ -436,10 +440,9 @@ def test_tokens_come_from_msal_cache_and_a_401_gets_one_new_token(
     client = make_client(real_sandbox)
     client.list_datasets()
     client.list_datasets()
-    assert client.auth.tokens_acquired == 1
+    assert control(real_sandbox, "stats")["requests"]["Token"] == {"200": 1}
     real_sandbox.advance(2 * 3600)  # the cached token expires on the service's side
     assert client.list_datasets() == []
-    assert client.auth.tokens_acquired == 2
     stats = control(real_sandbox, "stats")["requests"]
     assert stats["GetDatasetsInGroup"] == {"200": 3, "401": 1}
     assert stats["Token"] == {"200": 2}
@@ -508,7 +511,7 @@ def test_dataset_deleted_behind_the_targets_back(
     dataset_id = client.create_dataset(DATASET)["id"]
     control(real_sandbox, "faults", {"delete_dataset": dataset_id})
     with pytest.raises(DatasetNotFoundError) as caught:
-        client.post_rows(dataset_id, "Invoices", invoice_rows(1))
+        client.post_rows_many(dataset_id, [("Invoices", invoice_rows(1), 0)])
     assert caught.value.dataset_id == dataset_id
     assert "'Sales'" in str(caught.value)
     assert "deleted outside the target" in str(caught.value)
@@ -546,7 +549,7 @@ def test_no_secret_or_token_is_logged_or_audited(
     client = make_client(real_sandbox)
     dataset_id = client.create_dataset(DATASET)["id"]
     control(real_sandbox, "faults", {"fail_next": 1, "operations": ["PostRowsInGroup"]})
-    client.post_rows(dataset_id, "Invoices", invoice_rows(3))
+    client.post_rows_many(dataset_id, [("Invoices", invoice_rows(3), 0)])
     token = client.auth.token()
     errors: list[str] = []
     for config in ({"client_secret": secret + "x"}, {"workspace_id": "nope"}):
@@ -561,6 +564,11 @@ def test_no_secret_or_token_is_logged_or_audited(
 
 
 # ---------------------------------------------------------------- configuration
+def default_audit_path(config: dict[str, str]) -> Path:
+    base = {"tenant_id": "t", "client_id": "c", "client_secret": "s", "workspace_id": "w"}
+    return Settings.from_config({"dataset_name": "Sales", **base, **config}).audit_log_path
+
+
 def test_audit_log_goes_beside_the_store_unless_set(tmp_path: Path) -> None:
     assert default_audit_path({"audit_log_path": str(tmp_path / "a.jsonl")}) == tmp_path / "a.jsonl"
     store = tmp_path / "Sales.sqlite3"
@@ -579,8 +587,9 @@ def test_parallelism_is_kept_within_power_bis_pending_limit(
         "client_id": "c",
         "client_secret": "s",
         "workspace_id": "w",
+        "dataset_name": "Sales",
         "audit_log_path": str(tmp_path / "audit.jsonl"),
         "parallelism": setting,
     }
-    with PowerBIClient(config, LOG) as client:
+    with PowerBIClient(Settings.from_config(config), LOG) as client:
         assert client.parallelism == expected

@@ -1,9 +1,10 @@
 """Kill target-powerbi (SIGKILL) at chosen points, run it again: nothing lost, nothing doubled.
 
-The target runs as a subprocess; `TARGET_POWERBI_TEST_KILL_AT=<point>:<n>` makes it
-kill itself at the n-th pass of a point: after a batch is stored, after the
-dataset is created, after the push markers are set, after a wave of POSTs, after
-a table is emptied for a reload, mid-reload, and after the push but before STATE.
+The target runs as a subprocess and is killed from outside (`Kill`): after a batch
+is stored (its input held back), while a proxy stalls a request to Power BI (the
+dataset created but its answer lost, a POST not sent, a POST stored but its answer
+lost, the first POST after a table was emptied, mid-reload), and as its STATE
+comes out after the push (the STATE then never reaches the orchestrator).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.target.conftest import PowerBI, by_key
+from tests.target.conftest import Kill, PowerBI, by_key
+from tests.target.stall import Hold, StallingProxy
 
 SCHEMA = {
     "type": "SCHEMA",
@@ -87,18 +89,53 @@ def assert_converged(powerbi: PowerBI, want: dict[str, dict[str, Any]]) -> None:
 CONFIG = {"batch_size": 10, "parallelism": 1}
 
 
+def nth(operation: str, n: int, hold: Hold, *, after: str | None = None) -> Any:
+    """Stall the n-th `operation` request (counted after the first `after` one, if given)."""
+
+    def rule(method: str, path: str, seen: Any) -> Hold | None:
+        from tests.target.stall import kind
+
+        if after is not None and not seen[after]:
+            return None
+        if kind(method, path) == operation and seen[operation] == n:
+            return hold
+        return None
+
+    return rule
+
+
+def killer(point: str, proxy: StallingProxy) -> Kill:
+    """The outside kill for each point the target's old in-process hook named."""
+    if point == "stored:2":  # two batches stored, the rest of the input not yet sent
+        return Kill(input_lines=26, log_text="Stored 10 records of orders", log_count=2)
+    if point == "pushed:1":
+        return Kill(at_first_state=True)
+    rules = {
+        "created:1": nth("create_dataset", 1, "after"),  # created, the answer lost
+        "push-begun:1": nth("post_rows", 1, "before"),  # in flight, nothing posted yet
+        "posted:3": nth("post_rows", 3, "after"),  # third POST stored, its answer lost
+        "posted:2": nth("post_rows", 3, "before"),  # two POSTs in, the third not sent
+        "emptied:1": nth("post_rows", 1, "before", after="delete_rows"),
+        "reloading:2": nth("post_rows", 2, "after", after="delete_rows"),
+    }
+    proxy.stall(rules[point])
+    return Kill(proxy=proxy)
+
+
 @pytest.mark.parametrize(
     "point",
     ["stored:2", "created:1", "push-begun:1", "posted:3"],
 )
 def test_killed_during_the_first_run_then_rerun_converges(
-    powerbi: PowerBI, tmp_path: Path, point: str
+    powerbi: PowerBI, proxy: StallingProxy, tmp_path: Path, point: str
 ) -> None:
     a = write(tmp_path / "a.singer", run_a())
-    killed = powerbi.run(a, config=CONFIG, env={"TARGET_POWERBI_TEST_KILL_AT": point}, check=False)
+    config = {**CONFIG, "api_url": proxy.api_url}
+    killed = powerbi.run(a, config=config, kill=killer(point, proxy), check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert killed.states == []
-    again = powerbi.run(a, config=CONFIG)
+    proxy.stall(lambda method, path, seen: None)
+    again = powerbi.run(a, config=config)
     assert again.states == [{"orders": "a"}]
     assert_converged(powerbi, expected(run_a()))
 
@@ -108,18 +145,20 @@ def test_killed_during_the_first_run_then_rerun_converges(
     [(False, "posted:2"), (False, "pushed:1"), (True, "emptied:1"), (True, "reloading:2")],
 )
 def test_killed_during_an_incremental_run_then_rerun_converges(
-    powerbi: PowerBI, tmp_path: Path, changes: bool, point: str
+    powerbi: PowerBI, proxy: StallingProxy, tmp_path: Path, changes: bool, point: str
 ) -> None:
     a = write(tmp_path / "a.singer", run_a())
     b = write(tmp_path / "b.singer", run_b(changes=changes))
-    powerbi.run(a, config=CONFIG)
-    killed = powerbi.run(b, config=CONFIG, env={"TARGET_POWERBI_TEST_KILL_AT": point}, check=False)
+    config = {**CONFIG, "api_url": proxy.api_url}
+    powerbi.run(a, config=config)
+    killed = powerbi.run(b, config=config, kill=killer(point, proxy), check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert killed.states == []
-    again = powerbi.run(b, config=CONFIG)
+    proxy.stall(lambda method, path, seen: None)
+    again = powerbi.run(b, config=config)
     assert again.states == [{"orders": "b"}]
     assert_converged(powerbi, expected(run_a(), run_b(changes=changes)))
     if point == "emptied:1":  # and a rerun after convergence changes nothing
         posted = powerbi.stats()["rows_posted"]
-        powerbi.run(b, config=CONFIG)
+        powerbi.run(b, config=config)
         assert powerbi.stats()["rows_posted"] == posted

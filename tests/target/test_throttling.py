@@ -16,14 +16,12 @@ SCALE = 240.0  # a sandbox hour passes in 15 wall seconds
 @pytest.fixture
 def fast_powerbi(tmp_path: Path) -> Iterator[PowerBI]:
     with PowerBISandbox(time_scale=SCALE) as sandbox:
-        control = PowerBI(sandbox, tmp_path)
-        control.config["time_scale"] = SCALE
-        yield control
+        yield PowerBI(sandbox, tmp_path)
 
 
 def test_the_hourly_row_cap_is_waited_out_not_failed(fast_powerbi: PowerBI) -> None:
     powerbi = fast_powerbi
-    powerbi.run("invoices_run1")
+    powerbi.run("invoices_run1", time_scale=SCALE)
     dataset_id = powerbi.dataset()["id"]
     # someone else pushed almost a million rows into this dataset within the hour
     powerbi.control(
@@ -31,7 +29,7 @@ def test_the_hourly_row_cap_is_waited_out_not_failed(fast_powerbi: PowerBI) -> N
         f"/datasets/{dataset_id}/tables/contacts/seed",
         {"count": 999_999, "in_time_window": True},
     )
-    run = powerbi.run("invoices_run2")
+    run = powerbi.run("invoices_run2", time_scale=SCALE)
     stats = powerbi.stats()
     assert stats["throttled"] >= 1
     assert "429" in run.stderr and "waiting" in run.stderr

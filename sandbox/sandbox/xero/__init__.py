@@ -6,6 +6,7 @@ with XeroSandbox(seed=1, size="small", tenants=2) as sbx:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from typing_extensions import override
@@ -26,7 +27,12 @@ class XeroSandbox(Startable):
         port: int = 0,
         access_token_lifetime: float = 1800.0,
         refresh_grace_seconds: float = 1800.0,
+        tier: str = "starter",
+        scopes: str | Iterable[str] | None = None,
     ) -> None:
+        """`tier`: starter | core | plus | advanced | enterprise (day limit, Journals).
+        `scopes`: the scopes the connection was granted: "granular" (an app created since
+        March 2026; the default), "broad" (an older app) or a list of scope names."""
         if tenants < 1:
             msg = "tenants must be 1 or more"
             raise ValueError(msg)
@@ -37,6 +43,8 @@ class XeroSandbox(Startable):
             time_scale=time_scale,
             access_token_lifetime=access_token_lifetime,
             refresh_grace_seconds=refresh_grace_seconds,
+            tier=tier,
+            scopes=scopes,
         )
         self.server = BackgroundServer(build_app(self.service), port=port)
 

@@ -1,5 +1,6 @@
 """The Accounting API under /api.xro/2.0/: the gate every call passes (token, organisation,
-rate limits, faults, in-flight count) and the answers to collection and record GETs."""
+rate limits, faults, in-flight count, scope and tier) and the answers to collection, record
+and sub-resource GETs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.xero import queries
+from sandbox.xero import access, filters, queries, subresources
 from sandbox.xero.company import COLLECTIONS, Org
 from sandbox.xero.identity_routes import bearer
 from sandbox.xero.report_routes import report_answer
@@ -22,7 +23,10 @@ from sandbox.xero.responses import DroppedResponse, splice, status_response
 from sandbox.xero.service import API_PREFIX, XeroService, service_of
 from sandbox.xero.util import msdate
 
-COLLECTION_BY_LOWER = {name.lower(): name for name in COLLECTIONS}
+# `/Organisations` (plural) answers as `/Organisation` does (docs/sandbox-xero.md cites why)
+COLLECTION_BY_LOWER = {name.lower(): name for name in COLLECTIONS} | {
+    "organisations": "Organisation"
+}
 XML_ANSWER = (
     b'<?xml version="1.0" encoding="utf-8"?><Response><Status>OK</Status>'
     b"<!-- Xero answers XML unless the request sends Accept: application/json; "
@@ -158,6 +162,10 @@ async def _serve(
             },
             limit_headers,
         )
+    refusal = _unauthorised(service, request, org.tenant_id, parts)
+    if refusal is not None:
+        headers = limit_headers | {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+        return status_response(stats, 401, refusal, headers)
     try:
         content = answer(service, org, parts, request)
     except queries.ApiError as exc:
@@ -167,6 +175,31 @@ async def _serve(
         # Xero answers XML unless asked for JSON; the sandbox only says so
         return Response(XML_ANSWER, 200, limit_headers, media_type="text/xml")
     return Response(content, 200, limit_headers, media_type="application/json")
+
+
+def required_scopes(parts: list[str]) -> tuple[tuple[str, ...], bool] | None:
+    """The scope families a path needs and whether it is Journals (None: no such endpoint)."""
+    if parts[0].lower() == "reports":
+        return access.report_scopes(parts[1] if len(parts) > 1 else ""), False
+    collection = COLLECTION_BY_LOWER.get(parts[0].lower())
+    if collection is None:
+        return None
+    sub = parts[2].lower() if len(parts) > 2 else ""
+    if sub == "attachments":
+        return access.ATTACHMENT_SCOPES, False
+    return access.COLLECTION_SCOPES[collection], collection == "Journals"
+
+
+def _unauthorised(
+    service: XeroService, request: Request, tenant: str, parts: list[str]
+) -> dict[str, Any] | None:
+    """Xero's 401 body when the token lacks the path's scope or the tier lacks Journals."""
+    needed = required_scopes(parts)
+    access_token = bearer(service, request)
+    if needed is None or access_token is None:
+        return None
+    families, journals = needed
+    return service.plan.refusal(tenant, access_token.scopes, families, journals)
 
 
 def answer(service: XeroService, org: Org, parts: list[str], request: Request) -> bytes:
@@ -188,13 +221,16 @@ def answer(service: XeroService, org: Org, parts: list[str], request: Request) -
         record = queries.find(org, collection, parts[1])
         if record is None:
             raise queries.ApiError(404, "Not Found", "The resource cannot be found")
+        if len(parts) > 2:
+            body = envelope | subresources.answer(org, collection, record, parts[2:])
+            return json.dumps(body, separators=(",", ":")).encode()
         return splice(envelope, key, org.encode(collection, [record]))
     records, pagination = queries.select(
         org, collection, request.query_params, request.headers.get("if-modified-since")
     )
     if pagination is not None:
         envelope["pagination"] = pagination
-    if queries.summary_only(collection, request.query_params):
+    if queries.summary_only(collection, filters.Params(request.query_params)):
         encoded = [json.dumps(r, separators=(",", ":")).encode() for r in records]
     else:
         encoded = org.encode(collection, records)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sandbox.server import BackgroundServer
 from sandbox.xero import XeroSandbox
+from sandbox.xero.access import TIERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", choices=("small", "benchmark"), default="small", help="size of the demo company"
     )
     parser.add_argument("--tenants", type=int, default=2, help="number of organisations")
+    parser.add_argument(
+        "--tier",
+        choices=TIERS,
+        default="starter",
+        help="the app's Xero tier: day limit (starter 1,000, others 5,000), Journals (advanced up)",
+    )
+    parser.add_argument(
+        "--scopes",
+        default="granular",
+        help="scopes granted: 'granular' (app created since March 2026), 'broad' (older app), "
+        "or scope names separated by spaces or commas (default: what tap-xero asks for)",
+    )
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -33,5 +46,7 @@ def start(args: argparse.Namespace) -> tuple[list[BackgroundServer], dict[str, A
         tenants=args.tenants,
         time_scale=args.time_scale,
         port=args.port,
+        tier=args.tier,
+        scopes=args.scopes,
     ).start()
     return [sandbox.server], sandbox.config

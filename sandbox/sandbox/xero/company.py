@@ -227,6 +227,8 @@ class Org:
     generating: bool = False
     # serialised records by (collection, id): pages are joined from these, not re-encoded
     cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # changes after generation by (collection, id): (ms, Status after the change), for History
+    history: dict[tuple[str, str], list[tuple[int, str | None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in COLLECTIONS:
@@ -250,8 +252,18 @@ class Org:
         """Bump the record's modified time (UpdatedDateUTC, or CreatedDateUTC where that is it)."""
         fieldname = MODIFIED_FIELD.get(collection, "UpdatedDateUTC")
         record = self.data[collection][key]
+        if not self.generating:
+            previous = self.modified[collection].get(key)
+            changes = self.history.setdefault((collection, key), [])
+            if not changes and previous is not None:
+                changes.append((previous, None))  # as generated
+            changes.append((ms, record.get("Status")))
         record[fieldname] = msdate(ms)
         self.modified[collection][key] = ms
+        self.cache.pop((collection, key), None)
+
+    def changed(self, collection: str, key: str) -> None:
+        """A record changed without a new modified time (Xero leaves it; the JSON is stale)."""
         self.cache.pop((collection, key), None)
 
     def encode(self, collection: str, records: list[Record]) -> list[bytes]:

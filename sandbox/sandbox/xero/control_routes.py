@@ -110,6 +110,21 @@ async def faults_route(request: Request) -> Response:
     )
 
 
+async def app_route(request: Request) -> Response:
+    """The app's tier and scopes; POST `tier` (a change between runs) or `withheld_scopes`
+    {tenant: [scope, ...]} (a scope granted for one organisation but not another)."""
+    service = service_of(request)
+    if request.method == "POST":
+        body = await read_body(request)
+        try:
+            if "tier" in body:
+                service.set_tier(str(body["tier"]))
+            service.plan.update({k: v for k, v in body.items() if k == "withheld_scopes"})
+        except (TypeError, ValueError) as exc:
+            return json_response({"error": str(exc)}, 400)
+    return json_response(service.plan.as_json())
+
+
 async def reset(request: Request) -> Response:
     service = service_of(request)
     body = await read_body(request)
@@ -179,6 +194,7 @@ ROUTES = [
     Route("/_sandbox/mutate", mutate, methods=["POST"]),
     Route("/_sandbox/clock", clock_route, methods=["GET", "POST"]),
     Route("/_sandbox/faults", faults_route, methods=["GET", "POST"]),
+    Route("/_sandbox/app", app_route, methods=["GET", "POST"]),
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/webhooks", webhooks_route, methods=["GET", "POST"]),
 ]

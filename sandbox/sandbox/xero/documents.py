@@ -473,7 +473,9 @@ def delete_transfer(org: Org, transfer: Record, now_ms: int) -> None:
         reverse(lines),
         cash=True,
     )
-    org.touch("BankTransfers", transfer["BankTransferID"], now_ms)
+    # A transfer has no UpdatedDateUTC; its CreatedDateUTC (what If-Modified-Since reads for
+    # BankTransfers) stays the creation date, so an incremental read does not see the deletion.
+    org.changed("BankTransfers", transfer["BankTransferID"])
 
 
 def new_manual_journal(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import html
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sandbox.xero.responses import DroppedResponse, json_response
@@ -50,7 +51,15 @@ async def authorize(request: Request) -> Response:
     challenge = p.get("code_challenge")
     if challenge is not None and p.get("code_challenge_method", "plain") != "S256":
         return json_response({"error": "invalid_request", "error_description": "S256 only"}, 400)
-    code = service.identity.new_code(client_id, redirect_uri, challenge)
+    requested = p.get("scope", "").split()
+    try:
+        scopes = service.plan.grant(requested or None, custom=False)
+    except ValueError as exc:
+        # Xero shows an error page, not a redirect, for a scope the app may not ask for
+        page = "<html><body><h1>Error: unauthorized_client : Invalid scope for client</h1>"
+        page += f"<p>{html.escape(str(exc))}</p></body></html>"
+        return HTMLResponse(page, status_code=500)
+    code = service.identity.new_code(client_id, redirect_uri, challenge, scopes)
     query = {"code": code, "scope": p.get("scope", "")}
     if "state" in p:
         query["state"] = p["state"]
@@ -85,12 +94,21 @@ async def token(request: Request) -> Response:
                 return DroppedResponse()
         elif grant_type == "client_credentials":
             identity.check_client(client_id, secret, public_ok=False)
-            answer = identity.client_credentials(client_id)
+            answer = identity.client_credentials(client_id, _custom_scopes(service, form))
         else:
             raise GrantError("unsupported_grant_type")
     except GrantError as exc:
         return json_response({"error": exc.error}, exc.status)
     return json_response(answer, headers={"Cache-Control": "no-store"})
+
+
+def _custom_scopes(service: XeroService, form: dict[str, str]) -> frozenset[str]:
+    """A custom connection's scopes: those asked for (all allowed) or the app's own."""
+    requested = form.get("scope", "").split()
+    try:
+        return service.plan.grant(requested or None, custom=True)
+    except ValueError:
+        raise GrantError("invalid_scope") from None
 
 
 async def connections(request: Request) -> Response:

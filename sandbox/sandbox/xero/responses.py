@@ -13,16 +13,24 @@ from sandbox.xero.state import Stats
 
 
 class DroppedResponse(Response):
-    """Starts a response and never finishes it: the server closes the connection mid-answer."""
+    """Starts a response and never finishes it: the server closes the connection mid-answer.
+
+    A first piece of the body goes out too, so that the compression middleware (which holds
+    the start back until the body begins) lets the broken answer through.
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-length", b"4096")],
+                "headers": [
+                    (b"content-length", b"4096"),
+                    (b"content-type", b"application/json; charset=utf-8"),
+                ],
             }
         )
+        await send({"type": "http.response.body", "body": b'{"Id":"', "more_body": True})
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

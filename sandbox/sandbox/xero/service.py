@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -11,9 +12,10 @@ import httpx
 from starlette.requests import Request
 
 from sandbox.clock import SandboxClock
+from sandbox.xero.access import DAY_LIMIT, AppPlan
 from sandbox.xero.company import Org
 from sandbox.xero.generator import ANCHOR, generate
-from sandbox.xero.state import Faults, Identity, RateLimiter, Stats
+from sandbox.xero.state import Faults, Identity, Limits, RateLimiter, Stats
 from sandbox.xero.webhooks import Webhooks
 
 API_PREFIX = "/api.xro/2.0"
@@ -50,7 +52,12 @@ class XeroService:
         time_scale: float,
         access_token_lifetime: float,
         refresh_grace_seconds: float,
+        tier: str = "starter",
+        scopes: str | Iterable[str] | None = None,
     ) -> None:
+        self.tier = tier
+        self.scopes = scopes
+        AppPlan.create(tier, scopes)  # bad tier or scope names fail here, before the build
         self.seed = seed
         self.size = size
         self.tenants = tenants
@@ -85,18 +92,25 @@ class XeroService:
             refresh_grace_seconds=self.refresh_grace_seconds,
             custom_clients=dict(creds.custom),
         )
+        self.plan = AppPlan.create(self.tier, self.scopes)
         self.identity.restore_connections()
-        self.identity.add_refresh_token(creds.refresh_token)
-        self.limiter = RateLimiter(clock=self.clock)
+        self.identity.add_refresh_token(creds.refresh_token, self.plan.grant(None, custom=False))
+        self.limiter = RateLimiter(clock=self.clock, limits=Limits(day=DAY_LIMIT[self.plan.tier]))
         self.stats = Stats()
         self.faults = Faults()
         self.webhooks = Webhooks(clock=self.clock, api_url=self.base_url + API_PREFIX)
         self.fault_rng = random.Random(self.seed + 1)
 
     def reset(self, seed: int | None = None) -> None:
+        """Everything back to the start, the tier and scopes given at start included."""
         if seed is not None:
             self.seed = seed
         self._build()
+
+    def set_tier(self, tier: str) -> None:
+        """A tier change between runs: the day limit follows, Journals open or close."""
+        self.plan.update({"tier": tier})
+        self.limiter.limits.day = DAY_LIMIT[self.plan.tier]
 
     def set_base_url(self, url: str) -> None:
         self.base_url = url

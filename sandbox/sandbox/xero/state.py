@@ -26,12 +26,14 @@ class AccessToken:
     client_id: str
     expires_at: float
     tenant: str | None  # a custom connection's one organisation; None: the app's connections
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass
 class RefreshToken:
     client_id: str
     last_used: float
+    scopes: frozenset[str] = frozenset()
     retired_at: float | None = None
 
 
@@ -41,6 +43,7 @@ class AuthCode:
     redirect_uri: str
     challenge: str | None
     expires_at: float
+    scopes: frozenset[str] = frozenset()
 
 
 class GrantError(Exception):
@@ -84,34 +87,37 @@ class Identity:
                 return
         raise GrantError("invalid_client", 401)
 
-    def new_code(self, client_id: str, redirect_uri: str, challenge: str | None) -> str:
+    def new_code(
+        self, client_id: str, redirect_uri: str, challenge: str | None, scopes: frozenset[str]
+    ) -> str:
         code = secrets.token_urlsafe(24)
         self.codes[code] = AuthCode(
-            client_id, redirect_uri, challenge, self.clock.timestamp() + CODE_LIFETIME
+            client_id, redirect_uri, challenge, self.clock.timestamp() + CODE_LIFETIME, scopes
         )
         return code
 
-    def issue(self, client_id: str, tenant: str | None, *, with_refresh: bool) -> dict[str, Any]:
+    def issue(
+        self, client_id: str, tenant: str | None, scopes: frozenset[str], *, with_refresh: bool
+    ) -> dict[str, Any]:
         now = self.clock.timestamp()
         token = secrets.token_urlsafe(32)
-        self.access[token] = AccessToken(client_id, now + self.access_token_lifetime, tenant)
+        expires = now + self.access_token_lifetime
+        self.access[token] = AccessToken(client_id, expires, tenant, scopes)
         answer: dict[str, Any] = {
             "access_token": token,
             # in real seconds, so that a client refreshing ahead of expiry keeps up with the scale
             "expires_in": max(1, math.ceil(self.clock.to_real_seconds(self.access_token_lifetime))),
             "token_type": "Bearer",
-            "scope": "offline_access accounting.transactions.read accounting.contacts.read "
-            "accounting.settings.read accounting.journals.read accounting.reports.read "
-            "accounting.budgets.read",
+            "scope": " ".join(sorted(scopes)),
         }
         if with_refresh:
             refresh = secrets.token_urlsafe(32)
-            self.refresh[refresh] = RefreshToken(client_id, now)
+            self.refresh[refresh] = RefreshToken(client_id, now, scopes)
             answer["refresh_token"] = refresh
         return answer
 
-    def add_refresh_token(self, token: str) -> None:
-        self.refresh[token] = RefreshToken(self.client_id, self.clock.timestamp())
+    def add_refresh_token(self, token: str, scopes: frozenset[str]) -> None:
+        self.refresh[token] = RefreshToken(self.client_id, self.clock.timestamp(), scopes)
 
     def exchange_code(
         self, code: str, client_id: str, redirect_uri: str, verifier: str | None
@@ -133,7 +139,7 @@ class Identity:
             if not secrets.compare_digest(expected, grant.challenge):
                 raise GrantError("invalid_grant")
         self.restore_connections()
-        return self.issue(client_id, None, with_refresh=True)
+        return self.issue(client_id, None, grant.scopes, with_refresh=True)
 
     def rotate(self, token: str, client_id: str) -> dict[str, Any]:
         """Refresh: a new pair; the old refresh token retires but works for the grace period."""
@@ -148,12 +154,13 @@ class Identity:
         if record.retired_at is None:
             record.retired_at = now
         record.last_used = now
-        return self.issue(client_id, None, with_refresh=True)
+        return self.issue(client_id, None, record.scopes, with_refresh=True)
 
-    def client_credentials(self, client_id: str) -> dict[str, Any]:
+    def client_credentials(self, client_id: str, scopes: frozenset[str]) -> dict[str, Any]:
         if client_id not in self.custom_clients:
             raise GrantError("unauthorized_client")
-        return self.issue(client_id, self.custom_clients[client_id][1], with_refresh=False)
+        tenant = self.custom_clients[client_id][1]
+        return self.issue(client_id, tenant, scopes, with_refresh=False)
 
     def token(self, bearer: str) -> AccessToken | None:
         """The live access token, or None when unknown or expired."""
@@ -275,6 +282,8 @@ class Stats:
     max_in_flight: int = 0
     max_in_flight_by_tenant: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
+    # bytes of API response bodies as sent (compressed when the client asked for gzip)
+    egress_bytes: Counter[str] = field(default_factory=Counter)
 
     MAX_REQUESTS = 200_000
 
@@ -294,6 +303,7 @@ class Stats:
             "token_requests": dict(self.token_requests),
             "max_in_flight": self.max_in_flight,
             "max_in_flight_by_tenant": dict(self.max_in_flight_by_tenant),
+            "egress_bytes": dict(self.egress_bytes),
         }
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tap_xero.client import XeroChildStream, XeroStream
+from tap_xero.child import XeroChildStream
+from tap_xero.client import XeroStream
 
 
 class BankTransactionsStream(XeroStream):
     name = "bank_transactions"
-    path = "/BankTransactions"
     collection = "BankTransactions"
     id_field = "BankTransactionID"
     paging = "page_size"
@@ -27,7 +27,6 @@ class BankTransfersStream(XeroStream):
     """Transfers have no UpdatedDateUTC: incremental on CreatedDateUTC, deleted included."""
 
     name = "bank_transfers"
-    path = "/BankTransfers"
     collection = "BankTransfers"
     id_field = "BankTransferID"
     modified_since = True
@@ -37,7 +36,6 @@ class BankTransfersStream(XeroStream):
 
 class BatchPaymentsStream(XeroStream):
     name = "batch_payments"
-    path = "/BatchPayments"
     collection = "BatchPayments"
     id_field = "BatchPaymentID"
     modified_since = True
@@ -46,7 +44,6 @@ class BatchPaymentsStream(XeroStream):
 
 class PaymentsStream(XeroStream):
     name = "payments"
-    path = "/Payments"
     collection = "Payments"
     id_field = "PaymentID"
     paging = "page_size"
@@ -57,7 +54,6 @@ class PaymentsStream(XeroStream):
 
 class OverpaymentsStream(XeroStream):
     name = "overpayments"
-    path = "/Overpayments"
     collection = "Overpayments"
     id_field = "OverpaymentID"
     paging = "page_size"
@@ -68,7 +64,6 @@ class OverpaymentsStream(XeroStream):
 
 class PrepaymentsStream(XeroStream):
     name = "prepayments"
-    path = "/Prepayments"
     collection = "Prepayments"
     id_field = "PrepaymentID"
     paging = "page_size"
@@ -81,7 +76,6 @@ class LinkedTransactionsStream(XeroStream):
     """Links are hard-deleted, invisible to a poll: read whole each run."""
 
     name = "linked_transactions"
-    path = "/LinkedTransactions"
     collection = "LinkedTransactions"
     id_field = "LinkedTransactionID"
     paging = "page"

@@ -9,7 +9,6 @@ class ContactsStream(XeroStream):
     """Archived contacts are hidden unless asked for: ask, so destinations see them."""
 
     name = "contacts"
-    path = "/Contacts"
     collection = "Contacts"
     id_field = "ContactID"
     paging = "page_size"
@@ -22,6 +21,5 @@ class ContactsStream(XeroStream):
 
 class ContactGroupsStream(XeroStream):
     name = "contact_groups"
-    path = "/ContactGroups"
     collection = "ContactGroups"
     id_field = "ContactGroupID"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tap_xero.client import XeroChildStream, XeroStream
+from tap_xero.child import XeroChildStream
+from tap_xero.client import XeroStream
 
 
 class JournalsStream(XeroStream):
     """Immutable ledger entries, append-only: `offset` past the last JournalNumber."""
 
     name = "journals"
-    path = "/Journals"
     collection = "Journals"
     id_field = "JournalID"
     paging = "offset"
@@ -35,7 +35,6 @@ class ManualJournalsStream(XeroStream):
     """Ordering manual journals misbehaves at Xero: no `order`, bookmark at the end."""
 
     name = "manual_journals"
-    path = "/ManualJournals"
     collection = "ManualJournals"
     id_field = "ManualJournalID"
     paging = "page_size"
@@ -55,7 +54,6 @@ class AccountsStream(XeroStream):
     """The chart of accounts; archived and deleted accounts stay visible by status."""
 
     name = "accounts"
-    path = "/Accounts"
     collection = "Accounts"
     id_field = "AccountID"
     modified_since = True

@@ -14,28 +14,24 @@ class OrganisationsStream(XeroStream):
 
 class BrandingThemesStream(XeroStream):
     name = "branding_themes"
-    path = "/BrandingThemes"
     collection = "BrandingThemes"
     id_field = "BrandingThemeID"
 
 
 class BudgetsStream(XeroStream):
     name = "budgets"
-    path = "/Budgets"
     collection = "Budgets"
     id_field = "BudgetID"
 
 
 class CurrenciesStream(XeroStream):
     name = "currencies"
-    path = "/Currencies"
     collection = "Currencies"
     id_field = "Code"
 
 
 class EmployeesStream(XeroStream):
     name = "employees"
-    path = "/Employees"
     collection = "Employees"
     id_field = "EmployeeID"
 
@@ -44,7 +40,6 @@ class ItemsStream(XeroStream):
     """Items are hard-deleted, invisible to If-Modified-Since: read whole each run."""
 
     name = "items"
-    path = "/Items"
     collection = "Items"
     id_field = "ItemID"
 
@@ -53,7 +48,6 @@ class TaxRatesStream(XeroStream):
     """Tax rates have no id: keyed by TaxType."""
 
     name = "tax_rates"
-    path = "/TaxRates"
     collection = "TaxRates"
     id_field = "TaxType"
 
@@ -62,7 +56,6 @@ class TrackingCategoriesStream(XeroStream):
     """Tracking options are hard-deleted: read whole, archived categories included."""
 
     name = "tracking_categories"
-    path = "/TrackingCategories"
     collection = "TrackingCategories"
     id_field = "TrackingCategoryID"
     include_archived = True
@@ -70,7 +63,6 @@ class TrackingCategoriesStream(XeroStream):
 
 class UsersStream(XeroStream):
     name = "users"
-    path = "/Users"
     collection = "Users"
     id_field = "UserID"
     modified_since = True

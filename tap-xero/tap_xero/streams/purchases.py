@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tap_xero.client import XeroChildStream, XeroStream
+from tap_xero.child import XeroChildStream
+from tap_xero.client import XeroStream
 
 
 class PurchaseOrdersStream(XeroStream):
     name = "purchase_orders"
-    path = "/PurchaseOrders"
     collection = "PurchaseOrders"
     id_field = "PurchaseOrderID"
     paging = "page_size"
@@ -25,7 +25,6 @@ class PurchaseOrderLineItemsStream(XeroChildStream):
 
 class ExpenseClaimsStream(XeroStream):
     name = "expense_claims"
-    path = "/ExpenseClaims"
     collection = "ExpenseClaims"
     id_field = "ExpenseClaimID"
     modified_since = True
@@ -34,7 +33,6 @@ class ExpenseClaimsStream(XeroStream):
 
 class ReceiptsStream(XeroStream):
     name = "receipts"
-    path = "/Receipts"
     collection = "Receipts"
     id_field = "ReceiptID"
     modified_since = True

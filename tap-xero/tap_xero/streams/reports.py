@@ -1,8 +1,9 @@
 """Financial reports as tidy streams: one row per value cell (see `tap_xero.reports`).
 
 Each report stream is a `XeroStream`: the same partitions per organisation, limiter,
-auth, retries and daily budget as every other stream. Its "pages" are the planned
-report calls (`CallPaginator`), so the SDK's request loop drives them one by one.
+auth, retries and daily budget as every other stream. `read` plans one organisation's
+report calls and sends each through the SDK's request path with its parameters in the
+request context, so every hook reads the call it serves from its arguments.
 
 Replication: INCREMENTAL on `period_end`. The first run reads back to `start_date`;
 later runs re-read the months still open at the last run's bookmark plus
@@ -14,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
-from weakref import WeakKeyDictionary
 
 import requests
-from singer_sdk.pagination import BaseAPIPaginator
 from typing_extensions import override
 
 from tap_xero.client import TENANT_KEY, XeroStream
@@ -42,33 +41,11 @@ from tap_xero.reports import (
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-    from tap_xero.tap import TapXero
+    from tap_xero.base import XeroTapBase
 
-CLOSED_PERIODS_SETTING = "report_closed_periods_to_refresh"
-DEFAULT_CLOSED_PERIODS = 3
-AGED_SETTING = "aged_reports_enabled"
+PARAMS_KEY = "params"  # in a request context: the query of one planned call
+PATH_KEY = "path"  # in a request context: another endpoint (a reference table)
 CONTACTS_PAGE_SIZE = 1000
-
-
-class CallPaginator(BaseAPIPaginator[int]):
-    """Walks a list of planned calls: token n is the n-th call (1-based)."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__(start_value=1 if count else 0)
-        self._count = count
-
-    @property
-    def finished(self) -> bool:
-        return self._count == 0 or super().finished
-
-    @override
-    def get_next(self, response: requests.Response) -> int | None:
-        following = self.current_value + 1
-        return following if following <= self._count else None
-
-    @override
-    def continue_if_empty(self, response: requests.Response) -> bool:
-        return True  # a report without rows for one period says nothing of the next
 
 
 class ReportStream(XeroStream):
@@ -81,17 +58,12 @@ class ReportStream(XeroStream):
     report: ClassVar[str]
     bases: ClassVar[tuple[str, ...]] = (ACCRUAL, CASH)
 
-    # Lookups shared by the report streams of one run: tap -> tenant -> accounts.
-    _accounts_cache: ClassVar[WeakKeyDictionary[TapXero, dict[str, Accounts]]] = WeakKeyDictionary()
-
     @override
-    def __init__(self, tap: TapXero) -> None:
+    def __init__(self, tap: XeroTapBase) -> None:
         super().__init__(tap)
         self._schema = REPORT_ROW_SCHEMA
         self._msdate_plan = {}
         self.primary_keys = REPORT_ROW_KEYS
-        self._calls: list[Call] = []
-        self._call: Call | None = None
 
     @property
     @override
@@ -104,8 +76,8 @@ class ReportStream(XeroStream):
         return datetime.now(timezone.utc).date()
 
     def _start_date(self) -> date | None:
-        raw = self.config.get("start_date")
-        return date.fromisoformat(str(raw)[:10]) if raw else None
+        raw = self.settings.start_date
+        return date.fromisoformat(raw[:10]) if raw else None
 
     def _bookmark(self, context: Context | None) -> date | None:
         if not self.incremental:
@@ -118,7 +90,7 @@ class ReportStream(XeroStream):
 
     def months(self, context: Context | None) -> list[date]:
         """The months this run reads for one organisation."""
-        closed = int(self.config.get(CLOSED_PERIODS_SETTING, DEFAULT_CLOSED_PERIODS))
+        closed = self.settings.report_closed_periods_to_refresh
         return months_to_read(self._start_date(), self._today(), self._bookmark(context), closed)
 
     def plan(self, context: Context | None) -> list[Call]:
@@ -128,48 +100,48 @@ class ReportStream(XeroStream):
     # -- requests -------------------------------------------------------------------
 
     @override
-    def get_new_paginator(self) -> BaseAPIPaginator[Any]:
-        self._calls = self.plan(self._partition)
-        return CallPaginator(len(self._calls))
+    def read(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        tenant = str((context or {}).get(TENANT_KEY, ""))
+        for call in self.plan(context):
+            params = dict(call.params)
+            if call.contact_id:
+                params["contactId"] = call.contact_id
+            for body in self.request_records({TENANT_KEY: tenant, PARAMS_KEY: params}):
+                yield from flatten(
+                    body,
+                    call,
+                    self.accounts(tenant),
+                    tenant,
+                    on_unknown_column=self.logger.warning,
+                )
+
+    @override
+    def get_url(self, context: Context | None) -> str:
+        path = (context or {}).get(PATH_KEY)
+        return f"{self.url_base}{path}" if path else super().get_url(context)
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
-        self._call = self._calls[int(next_page_token) - 1]
-        params = dict(self._call.params)
-        if self._call.contact_id:
-            params["contactId"] = self._call.contact_id
-        return params
-
-    def get_json(
-        self, context: Context | None, path: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        """One extra GET through the same machinery (limiter, auth, retries)."""
-        prepared = self.build_prepared_request(
-            method="GET", url=f"{self.url_base}{path}", params=params
-        )
-        response = self.request_decorator(self._request)(prepared, context)
-        return response_body(response)
-
-    def accounts(self, context: Context | None) -> Accounts:
-        """The chart of accounts of the organisation, read once a run for all reports."""
-        tenant = str((context or {}).get(TENANT_KEY, ""))
-        cache = self._accounts_cache.setdefault(self.xero_tap, {})
-        if tenant not in cache:
-            body = self.get_json(context, "/Accounts", {})
-            cache[tenant] = Accounts.from_records(body.get("Accounts") or [])
-        return cache[tenant]
+        return dict((context or {}).get(PARAMS_KEY) or {})
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        assert self._call is not None
-        tenant = str((self._partition or {}).get(TENANT_KEY, ""))
-        yield from flatten(
-            response_body(response),
-            self._call,
-            self.accounts(self._partition),
-            tenant,
-            on_unknown_column=self.logger.warning,
-        )
+        yield response_body(response)  # a whole report: `read` flattens it with its call
+
+    def get_json(self, tenant: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One GET of another endpoint through the same request path (limiter, auth, retries)."""
+        context = {TENANT_KEY: tenant, PATH_KEY: path, PARAMS_KEY: params}
+        return next(iter(self.request_records(context)), {})
+
+    def accounts(self, tenant: str) -> Accounts:
+        """The chart of accounts of the organisation, read once a run for all reports."""
+        cache = self.xero_tap.reference_tables
+        key = (tenant, "Accounts")
+        if key not in cache:
+            body = self.get_json(tenant, "/Accounts", {})
+            cache[key] = Accounts.from_records(body.get("Accounts") or [])
+        accounts: Accounts = cache[key]
+        return accounts
 
 
 class ProfitAndLossStream(ReportStream):
@@ -246,11 +218,12 @@ class AgedReportStream(ReportStream):
 
     def contacts(self, context: Context | None) -> list[str]:
         """Ids of the organisation's contacts that are customers (or suppliers)."""
+        tenant = str((context or {}).get(TENANT_KEY, ""))
         out: list[str] = []
         page = 1
         while True:
             body = self.get_json(
-                context,
+                tenant,
                 "/Contacts",
                 {"page": page, "pageSize": CONTACTS_PAGE_SIZE, "summaryOnly": "true"},
             )
@@ -262,8 +235,8 @@ class AgedReportStream(ReportStream):
 
     @override
     def plan(self, context: Context | None) -> list[Call]:
-        if not self.config.get(AGED_SETTING, False):
-            self.logger.info("%s: skipped (%s is false)", self.name, AGED_SETTING)
+        if not self.settings.aged_reports_enabled:
+            self.logger.info("%s: skipped (aged_reports_enabled is false)", self.name)
             return []
         today = self._today()
         month = date(today.year, today.month, 1)
@@ -290,15 +263,3 @@ class AgedPayablesByContactStream(AgedReportStream):
     name = "aged_payables_by_contact"
     report = "AgedPayablesByContact"
     contact_flag = "IsSupplier"
-
-
-REPORT_STREAM_TYPES: list[type[ReportStream]] = [
-    ProfitAndLossStream,
-    BalanceSheetStream,
-    TrialBalanceStream,
-    BankSummaryStream,
-    ExecutiveSummaryStream,
-    BudgetSummaryStream,
-    AgedReceivablesByContactStream,
-    AgedPayablesByContactStream,
-]

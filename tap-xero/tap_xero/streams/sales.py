@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tap_xero.client import XeroChildStream, XeroStream
+from tap_xero.child import XeroChildStream
+from tap_xero.client import XeroStream
 
 
 class InvoicesStream(XeroStream):
     """Sales invoices and bills; deleted and voided ones stay visible by status."""
 
     name = "invoices"
-    path = "/Invoices"
     collection = "Invoices"
     id_field = "InvoiceID"
     paging = "page_size"
@@ -29,7 +29,6 @@ class InvoiceLineItemsStream(XeroChildStream):
 
 class CreditNotesStream(XeroStream):
     name = "credit_notes"
-    path = "/CreditNotes"
     collection = "CreditNotes"
     id_field = "CreditNoteID"
     paging = "page_size"
@@ -50,7 +49,6 @@ class QuotesStream(XeroStream):
     """Quotes page by 100 (no pageSize)."""
 
     name = "quotes"
-    path = "/Quotes"
     collection = "Quotes"
     id_field = "QuoteID"
     paging = "page"
@@ -63,6 +61,5 @@ class RepeatingInvoicesStream(XeroStream):
     """Templates: no If-Modified-Since, so read whole."""
 
     name = "repeating_invoices"
-    path = "/RepeatingInvoices"
     collection = "RepeatingInvoices"
     id_field = "RepeatingInvoiceID"

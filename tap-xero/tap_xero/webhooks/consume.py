@@ -1,10 +1,11 @@
 """How the tap consumes the webhook event store: what to fetch, and what may be pruned.
 
-The position a stream has covered for an organisation lives in that partition's STATE
-(`webhook_position`). Meltano hands a STATE back only after the target emitted it, so the
-positions in the *incoming* state are the confirmed ones: the store is pruned to the lowest
-of them across the consuming streams, never further. Reading deletes nothing, so a crash
-anywhere before the STATE comes back replays the same events on the next run.
+The position a stream has covered for an organisation lives in the STATE of its webhook
+partition (context `{"tenant_id": ..., "webhook": true}`, key `webhook_position`).
+Meltano hands a STATE back only after the target emitted it, so the positions in the
+*incoming* state are the confirmed ones: the store is pruned to the lowest of them across
+the consuming streams, never further. Reading deletes nothing, so a crash anywhere before
+the STATE comes back replays the same events on the next run.
 """
 
 from __future__ import annotations
@@ -39,14 +40,27 @@ def position_of(partition_state: Mapping[str, Any] | None) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+WEBHOOK_CONTEXT_KEY = "webhook"
+
+
 def partition_state(state: Mapping[str, Any], stream: str, tenant_id: str) -> dict[str, Any]:
-    """One organisation's partition of a stream in a tap STATE ({} when absent)."""
+    """One organisation's webhook partition of a stream in a tap STATE ({} when absent).
+
+    A STATE written before webhook partitions existed kept the position in the
+    organisation's only partition: that one is read then.
+    """
     stream_state = (state.get("bookmarks") or {}).get(stream) or {}
-    for partition in stream_state.get("partitions") or []:
-        if (partition.get("context") or {}).get("tenant_id") == tenant_id:
+    mine = [
+        partition
+        for partition in stream_state.get("partitions") or []
+        if (partition.get("context") or {}).get("tenant_id") == tenant_id
+    ]
+    for partition in mine:
+        if (partition.get("context") or {}).get(WEBHOOK_CONTEXT_KEY):
             found: dict[str, Any] = partition
             return found
-    return {}
+    legacy = [p for p in mine if WEBHOOK_POSITION_KEY in p]
+    return dict(legacy[0]) if legacy else {}
 
 
 def confirmed_position(

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tap_xero.settings import SettingsError, TapSettings, load_config, with_defaults
+
 SETTINGS = (
     "webhook_key",
     "webhook_event_store_path",
@@ -52,9 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The tap's settings (defaults from its schema), then command-line options; checked."""
-    settings: dict[str, Any] = {name: config.get(name) for name in SETTINGS}
+def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> TapSettings:
+    """The tap's settings, then command-line options; checked against the settings schema."""
     overrides = {
         "webhook_host": args.host,
         "webhook_port": args.port,
@@ -63,35 +64,28 @@ def resolve_settings(config: dict[str, Any], args: argparse.Namespace) -> dict[s
         "webhook_debounce_seconds": args.debounce_seconds,
         "webhook_max_body_bytes": args.max_body_bytes,
     }
-    settings.update({name: value for name, value in overrides.items() if value is not None})
-    if not settings.get("webhook_key"):
+    merged = {**config, **{name: value for name, value in overrides.items() if value is not None}}
+    if not merged.get("webhook_key"):
         msg = (
             "webhook_key is not set: copy the 'Webhooks key' of your Xero app into the tap's "
             "webhook_key setting (meltano config tap-xero set webhook_key) or TAP_XERO_WEBHOOK_KEY"
         )
         raise WebhookConfigError(msg)
-    if not settings.get("webhook_event_store_path"):
+    if not merged.get("webhook_event_store_path"):
         msg = (
             "webhook_event_store_path is not set: choose the SQLite file the receiver writes "
             "and the tap reads (the same setting for both), or pass --event-store"
         )
         raise WebhookConfigError(msg)
+    filled, errors = with_defaults(merged)
     try:
-        settings["webhook_port"] = int(settings["webhook_port"])
-        settings["webhook_max_body_bytes"] = int(settings["webhook_max_body_bytes"])
-        settings["webhook_debounce_seconds"] = float(settings["webhook_debounce_seconds"])
-    except (TypeError, ValueError):
+        settings = TapSettings.from_config(filled)
+    except SettingsError:
         msg = "webhook_port, webhook_max_body_bytes and webhook_debounce_seconds must be numbers"
         raise WebhookConfigError(msg) from None
-    if not 0 <= settings["webhook_port"] <= 65535:
-        msg = f"webhook_port {settings['webhook_port']} is not a port number"
-        raise WebhookConfigError(msg)
-    if settings["webhook_max_body_bytes"] < 1024:
-        msg = "webhook_max_body_bytes must be at least 1024"
-        raise WebhookConfigError(msg)
-    if settings["webhook_debounce_seconds"] < 0:
-        msg = "webhook_debounce_seconds must not be negative"
-        raise WebhookConfigError(msg)
+    mine = [e for e in errors if e.startswith(SETTINGS)]
+    if mine:  # a range of the settings schema (`minimum`/`maximum`)
+        raise WebhookConfigError(mine[0])
     return settings
 
 
@@ -118,22 +112,21 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
             "pip install 'tap-xero[webhooks]'\n"
         )
         return 2
-    from tap_xero.cli import load_config
     from tap_xero.webhooks.store import EventStore
     from tap_xero.webhooks.trigger import DebouncedTrigger
 
     try:
         settings = resolve_settings(load_config([*extra_configs, *args.config]), args)
-        store = EventStore(settings["webhook_event_store_path"])
+        store = EventStore(str(settings.webhook_event_store_path))
     except Exception as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: {exc}\n")
         return 1
-    host = str(settings["webhook_host"] or "127.0.0.1")
+    host = settings.webhook_host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, settings["webhook_port"]))
+        sock.bind((host, settings.webhook_port))
         sock.listen(2048)  # connections queue from now on, before the ready line
     except OSError as exc:
         sys.stderr.write(f"tap-xero webhooks serve: error: cannot listen: {exc.strerror}\n")
@@ -141,11 +134,11 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
         store.close()
         return 1
     trigger = None
-    if settings.get("webhook_trigger_command"):
+    if settings.webhook_trigger_command:
         try:
             trigger = DebouncedTrigger(
-                settings["webhook_trigger_command"],
-                debounce_seconds=settings["webhook_debounce_seconds"],
+                settings.webhook_trigger_command,
+                debounce_seconds=settings.webhook_debounce_seconds,
             )
         except ValueError as exc:  # an empty or badly quoted command
             sys.stderr.write(f"tap-xero webhooks serve: error: webhook_trigger_command: {exc}\n")
@@ -154,8 +147,8 @@ def webhooks_main(argv: Sequence[str], *, extra_configs: Sequence[str] = ()) -> 
             return 1
     app = create_app(
         store,
-        settings["webhook_key"],
-        max_body_bytes=settings["webhook_max_body_bytes"],
+        str(settings.webhook_key),
+        max_body_bytes=settings.webhook_max_body_bytes,
         trigger=trigger,
     )
     port = sock.getsockname()[1]

@@ -9,19 +9,24 @@ never delete anything, so a crash anywhere replays events rather than losing the
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+# jsonschema ships no type stubs (types-jsonschema is not a dependency of the repo).
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
 SCHEMA_VERSION = 1
 DELIVERY_LOG_DAYS = 7
-
-_REQUIRED_EVENT_FIELDS = ("resourceId", "eventDateUtc", "eventType", "eventCategory", "tenantId")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -79,37 +84,23 @@ def group_resource_ids(events: Sequence[PendingEvent]) -> dict[tuple[str, str], 
     return {key: list(ids) for key, ids in groups.items()}
 
 
+@cache
+def _payload_validator() -> Draft202012Validator:
+    text = (resources.files("tap_xero.webhooks") / "payload.schema.json").read_text("utf-8")
+    return Draft202012Validator(json.loads(text))
+
+
 def validate_payload(payload: Any) -> list[dict[str, Any]]:
-    """The events of a webhook payload, or InvalidPayloadError when its shape is wrong."""
-    if not isinstance(payload, Mapping):
-        msg = "the payload is not a JSON object"
+    """The events of a webhook payload, or InvalidPayloadError when its shape is wrong.
+
+    Checked against `payload.schema.json` (Xero's WebhookEvent) with jsonschema.
+    """
+    error = best_match(_payload_validator().iter_errors(payload))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "payload"
+        msg = f"{where}: {error.message}"
         raise InvalidPayloadError(msg)
-    events = payload.get("events")
-    if not isinstance(events, list):
-        msg = "the payload has no 'events' list"
-        raise InvalidPayloadError(msg)
-    for name in ("firstEventSequence", "lastEventSequence"):
-        value = payload.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            msg = f"'{name}' is not an integer"
-            raise InvalidPayloadError(msg)
-    checked: list[dict[str, Any]] = []
-    for index, event in enumerate(events):
-        if not isinstance(event, Mapping):
-            msg = f"event {index} is not an object"
-            raise InvalidPayloadError(msg)
-        for name in _REQUIRED_EVENT_FIELDS:
-            value = event.get(name)
-            if not isinstance(value, str) or not value.strip():
-                msg = f"event {index} lacks a non-empty string '{name}'"
-                raise InvalidPayloadError(msg)
-        for name in ("resourceUrl", "tenantType"):
-            value = event.get(name)
-            if value is not None and not isinstance(value, str):
-                msg = f"event {index} has a non-string '{name}'"
-                raise InvalidPayloadError(msg)
-        checked.append(dict(event))
-    return checked
+    return [dict(event) for event in payload["events"]]
 
 
 class EventStore:
@@ -208,14 +199,6 @@ class EventStore:
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [PendingEvent(*row) for row in rows]
-
-    def last_position(self) -> int:
-        """The highest position ever handed out (0 for a new store), pruned ones included."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
-            ).fetchone()
-        return int(row[0]) if row else 0
 
     def count(self) -> int:
         """Events currently stored."""

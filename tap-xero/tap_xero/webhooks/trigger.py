@@ -53,7 +53,6 @@ class DebouncedTrigger:
         self._last_notice = 0.0
         self._running = False
         self._closed = False
-        self.runs = 0
         self._thread = threading.Thread(target=self._loop, name="webhook-trigger", daemon=True)
         self._thread.start()
 
@@ -65,23 +64,6 @@ class DebouncedTrigger:
                 self._dirty_since = now
             self._last_notice = now
             self._cond.notify_all()
-
-    @property
-    def busy(self) -> bool:
-        """A run is scheduled or going."""
-        with self._cond:
-            return self._running or self._dirty_since is not None
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing is scheduled or running (for tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._running or self._dirty_since is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop scheduling; a run in progress is left to finish on its own."""
@@ -110,7 +92,6 @@ class DebouncedTrigger:
                 self._dirty_since = None
                 self._running = True
             try:
-                self.runs += 1
                 logger.info("webhook trigger: starting %s", shlex.join(self.argv[:1]))
                 status = self._runner(self.argv)
                 if status == 0:

@@ -86,7 +86,8 @@ def schemas() -> Schemas:
 
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[XeroSandbox]:
-    with XeroSandbox(seed=SEED, size="small", tenants=3) as sbx:
+    """An app that may read everything (test_xero_access.py covers the tiers and scopes)."""
+    with XeroSandbox(seed=SEED, size="small", tenants=3, tier="advanced", scopes="broad") as sbx:
         yield sbx
 
 

@@ -114,14 +114,20 @@ def test_paging_edges(client: Client) -> None:
     assert len(client.get("/Accounts", params={"page": 2}).json()["Accounts"]) == 29
 
 
-def test_unfiltered_large_collection_answers_400(
+def test_high_volume_threshold_answers_400_even_when_paged(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "UNFILTERED_LIMIT", 100)
-    response = client.get("/Invoices")
-    assert response.status_code == 400
-    assert "filtering" in response.json()["Detail"]
-    assert client.get("/Invoices", params={"page": 1}).status_code == 200
+    """Xero refuses a request over more than 100,000 records (here lowered to 220), paged or
+    not; a filter that narrows the set, or a smaller collection, gets through."""
+    monkeypatch.setattr(queries, "HIGH_VOLUME_LIMIT", 220)
+    for params in ({}, {"page": 1}):
+        response = client.get("/Invoices", params=params)
+        assert response.status_code == 400
+        body = response.json()
+        assert body["Type"] == "ValidationException" and body["ErrorNumber"] == 10
+        assert "high volume threshold" in body["Message"]
+    assert client.get("/Invoices", params={"page": 1, "Statuses": "PAID"}).status_code == 200
+    assert len(client.get("/Contacts", params={"page": 1}).json()["Contacts"]) == 100
 
 
 def test_if_modified_since_boundaries(client: Client) -> None:

@@ -243,7 +243,7 @@ class Replicator:
             table.blocker = ("_metadata.json", node.etag)
             return False
         table.metadata = metadata
-        if table.blocker is not None and table.blocker[0] == "_metadata.json":
+        if table.blocker is not None:  # new metadata: the refused file gets another try
             table.blocker = None
             table.error = None
         return True

@@ -204,3 +204,14 @@ def test_complex_types_must_be_json_strings(fabric: Fabric):
     fabric.fs.get_file_client(f"{folder}/{seq(1)}").delete_file()
     fabric.publish(db, "Invoices", 1, parquet([{"InvoiceID": "a", "Lines": '[{"Amount": 1.0}]'}]))
     assert fabric.rows("Invoices") == [{"InvoiceID": "a", "Lines": '[{"Amount": 1.0}]'}]
+
+
+def test_keys_declared_after_a_keyed_file_let_it_apply(fabric: Fabric):
+    db = fabric.create_database()
+    fabric.publish(
+        db, "Invoices", 1, parquet([{"InvoiceID": "a", "Total": 1.0, "__rowMarker__": 4}])
+    )
+    assert fabric.tables()["dbo.Invoices"]["status"] == "Failed"
+    fabric.write_metadata(db, "Invoices", {"keyColumns": ["InvoiceID"]})
+    table = fabric.tables()["dbo.Invoices"]
+    assert (table["status"], table["rowCount"]) == ("Replicating", 1)

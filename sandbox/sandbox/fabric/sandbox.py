@@ -80,6 +80,7 @@ class FabricSandbox(Startable):
             "ca_bundle": self.ca_bundle,
             "onelake_url": self.onelake_url,
             "fabric_api_url": self.fabric_api_url,
+            "viewer_url": f"{self.url}/",
         }
 
     def outsider(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ READY_KEYS = {
     "ca_bundle",
     "onelake_url",
     "fabric_api_url",
+    "viewer_url",
 }
 
 
@@ -39,6 +40,9 @@ def test_sandbox_fabric_prints_one_ready_line_and_serves():
         fabric.write_metadata(db, "T", {"keyColumns": ["id"]})
         fabric.publish(db, "T", 1, parquet([{"id": 1}]))
         assert fabric.tables()["dbo.T"]["rowCount"] == 1
+        page = fabric.session.get(config["viewer_url"])
+        assert page.status_code == 200
+        assert "dbo.T: 1 rows" in page.text
         clock = fabric.control("GET", "/clock").json()
         assert clock["time_scale"] == 10.0
     finally:

@@ -231,3 +231,16 @@ def test_rows_of_a_table_in_several_databases(fabric: Fabric):
     assert len(fabric.rows("Invoices", database="Second")) == 3
     assert len(fabric.rows("dbo.Invoices", database=first, limit=5)) == 1
     assert fabric.control("GET", "/tables/Nothing/rows").status_code == 404
+
+
+def test_publication_through_the_scratch_pad(fabric: Fabric):
+    """Best practices: stage in LandingZone/_scratchPad (not a table), then move into the folder."""
+    db = fabric.create_database()
+    fabric.write_metadata(db, "Invoices", {"keyColumns": ["InvoiceID"]})
+    staged = fabric.fs.get_file_client(f"{db}/Files/LandingZone/_scratchPad/batch-7.parquet")
+    staged.upload_data(parquet(INVOICES), overwrite=True)
+    assert set(fabric.tables()) == {"dbo.Invoices"}
+    assert fabric.tables()["dbo.Invoices"]["rowCount"] == 0
+
+    staged.rename_file(f"{fabric.config['workspace_id']}/{fabric.folder(db, 'Invoices')}/{seq(1)}")
+    assert fabric.tables()["dbo.Invoices"]["rowCount"] == 3

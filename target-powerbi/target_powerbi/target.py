@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.target_base import Target
@@ -18,6 +18,9 @@ from target_powerbi.model import Model, load_model
 from target_powerbi.settings import SCHEMA, Settings
 from target_powerbi.sinks import PowerBISink
 from target_powerbi.store import Store
+
+if TYPE_CHECKING:
+    from target_powerbi.destinations.fabric import FabricDestination
 
 
 class TargetPowerBI(Target):
@@ -49,6 +52,7 @@ class TargetPowerBI(Target):
         self._store: Store | None = None
         self._sync: DatasetSync | None = None
         self._client: PowerBIClient | None = None
+        self._fabric: FabricDestination | None = None  # destination: fabric
         self.model: Model = load_model(self.settings.model_file)
         self.policy = ValuePolicy(self.settings.on_invalid_value, self.logger)
         self._stream_tables: dict[str, list[str]] = {}
@@ -87,6 +91,16 @@ class TargetPowerBI(Target):
             )
         return self._sync
 
+    @property
+    def fabric(self) -> FabricDestination:
+        """The open mirrored database in OneLake (destination: fabric), opened on first use."""
+        if self._fabric is None:
+            # imported here: pyarrow and Azure's SDK load only for this destination
+            from target_powerbi.destinations.fabric import FabricDestination
+
+            self._fabric = FabricDestination(self.settings, self.store, self.logger)
+        return self._fabric
+
     def map_stream(
         self, stream: str, schema: dict[str, Any], key_properties: list[str]
     ) -> TableMap:
@@ -112,6 +126,8 @@ class TargetPowerBI(Target):
             definition = table.to_powerbi()
             definition["relationships"] = [r for r in relationships if r["fromTable"] == table.name]
             store.register_table(table.name, stream, definition)
+        if self.settings.destination == "fabric":
+            self.fabric.register(root)
         return root
 
     # ------------------------------------------------------------------ messages
@@ -126,7 +142,12 @@ class TargetPowerBI(Target):
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
         # STATE only once the rows it covers are in the store and in Power BI.
-        if not self._ending and self._store is not None and not self.store.get_meta("dataset_id"):
+        if (
+            not self._ending
+            and self._store is not None
+            and self.settings.destination == "push"
+            and not self.store.get_meta("dataset_id")
+        ):
             # No dataset yet: create it at the end of the input, once every stream has sent
             # its SCHEMA (tables cannot be added later). A later STATE supersedes this one.
             self.logger.info("Holding STATE until the dataset is created at the end of the input")
@@ -152,6 +173,9 @@ class TargetPowerBI(Target):
         """Bring Power BI level with the store (create, reload, append)."""
         if self._store is None or not self.store.tables():
             return
+        if self.settings.destination == "fabric":
+            self.fabric.sync()
+            return
         sync = self.dataset_sync
         sync.sync()
         if self._client is not None and sync.dataset_id:
@@ -171,6 +195,9 @@ class TargetPowerBI(Target):
             self._client.close()
             self._client = None
             self._sync = None
+        if self._fabric is not None:
+            self._fabric.close()
+            self._fabric = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -63,15 +63,21 @@ class DemoError(Exception):
     """The demo cannot go on; the message says why and where to look."""
 
 
-def sandbox_env(ready: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def sandbox_env(
+    ready: Mapping[str, Mapping[str, Any]], destination: str = "push"
+) -> dict[str, str]:
     """Meltano's environment variables for both plugins, from `sandbox up`'s ready line.
 
     Each key of a sandbox's line is a setting of its plugin. The settings that follow
     the time scale (the tap's rate-limit window, the target's clock) are in the
-    `sandbox` environment of meltano.yml, for TIME_SCALE.
+    `sandbox` environment of meltano.yml, for TIME_SCALE. With ``destination`` fabric
+    the target gets the Fabric sandbox's line instead of the Power BI sandbox's.
     """
     env: dict[str, str] = {}
-    for prefix, config in (("TAP_XERO", ready["xero"]), ("TARGET_POWERBI", ready["powerbi"])):
+    target: Mapping[str, Any] = ready["powerbi"]
+    if destination == "fabric":
+        target = {**ready["fabric"], "destination": "fabric"}
+    for prefix, config in (("TAP_XERO", ready["xero"]), ("TARGET_POWERBI", target)):
         for key, value in config.items():
             text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             env[f"{prefix}_{key.upper()}"] = text

@@ -75,7 +75,7 @@ class Landed:
         self._db.execute("INSERT OR REPLACE INTO fabric_meta (k, v) VALUES (?, ?)", (key, value))
 
     def register(self, name: str, key_columns: list[str]) -> None:
-        """Record a table's key columns (kept once its folder exists: keyColumns are fixed)."""
+        """Record a table's key columns; the sync re-lands a folder whose keys differ."""
         self._db.execute(
             "INSERT INTO fabric_tables (name, key_columns) VALUES (?, ?) ON CONFLICT(name) "
             "DO UPDATE SET key_columns=excluded.key_columns",

@@ -4,6 +4,8 @@ Starts `sandbox up`, points the `sandbox` Meltano environment at it, runs the jo
 `xero-to-powerbi` from scratch, prints what landed, moves the Xero sandbox through a
 day of business, runs the job again (incrementally) and prints what changed, then
 stops the sandboxes - also on Ctrl-C or failure. Exit status 0 only if all went well.
+With `--fabric` the target loads the Fabric sandbox instead (`destination: fabric`:
+an open mirrored database in OneLake, only the changed rows landed).
 
 The sandboxes pick free ports and make their credentials at start, so their settings
 reach the plugins the standard Meltano way: as TAP_XERO_* and TARGET_POWERBI_*
@@ -63,15 +65,21 @@ class DemoError(Exception):
     """The demo cannot go on; the message says why and where to look."""
 
 
-def sandbox_env(ready: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def sandbox_env(
+    ready: Mapping[str, Mapping[str, Any]], destination: str = "push"
+) -> dict[str, str]:
     """Meltano's environment variables for both plugins, from `sandbox up`'s ready line.
 
     Each key of a sandbox's line is a setting of its plugin. The settings that follow
     the time scale (the tap's rate-limit window, the target's clock) are in the
-    `sandbox` environment of meltano.yml, for TIME_SCALE.
+    `sandbox` environment of meltano.yml, for TIME_SCALE. With ``destination`` fabric
+    the target gets the Fabric sandbox's line instead of the Power BI sandbox's.
     """
     env: dict[str, str] = {}
-    for prefix, config in (("TAP_XERO", ready["xero"]), ("TARGET_POWERBI", ready["powerbi"])):
+    target: Mapping[str, Any] = ready["powerbi"]
+    if destination == "fabric":
+        target = {**ready["fabric"], "destination": "fabric"}
+    for prefix, config in (("TAP_XERO", ready["xero"]), ("TARGET_POWERBI", target)):
         for key, value in config.items():
             text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             env[f"{prefix}_{key.upper()}"] = text
@@ -120,8 +128,10 @@ class SandboxProcess:
         time_scale: float,
         tier: str = DEFAULT_TIER,
         scopes: str = DEFAULT_SCOPES,
+        fabric: bool = False,
     ) -> None:
         self.time_scale = time_scale
+        self.destination = "fabric" if fabric else "push"
         self.log = WORKDIR / "sandbox.log"
         self._log = self.log.open("w")  # uvicorn's warnings; a pipe unread could fill up
         self.process = subprocess.Popen(
@@ -133,6 +143,7 @@ class SandboxProcess:
                 f"--time-scale={time_scale:g}",
                 f"--tier={tier}",
                 f"--scopes={scopes}",
+                *(["--fabric"] if fabric else []),
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -180,8 +191,29 @@ class SandboxProcess:
         response.raise_for_status()
         return response.json()
 
+    @property
+    def target_url(self) -> str:
+        """The sandbox the target writes to (Power BI, or Fabric with --fabric)."""
+        if self.destination == "fabric":
+            return str(self.ready["fabric"]["authority_url"])
+        return self.powerbi_url
+
+    def fabric(self, path: str) -> Any:
+        url = f"{self.ready['fabric']['authority_url']}/_sandbox/{path}"
+        response = self.http.get(url, timeout=60, verify=self.ready["fabric"]["ca_bundle"])
+        response.raise_for_status()
+        return response.json()
+
+    def rows_sent(self) -> int:
+        """Rows posted to Power BI, or landed in OneLake (upserts and deletes)."""
+        if self.destination == "fabric":
+            return int(self.fabric("stats")["rows_landed"])
+        return int(self.powerbi("stats")["rows_posted"])
+
     def table_rows(self) -> dict[str, int]:
         """Row count of every table of every dataset, as the viewer shows them."""
+        if self.destination == "fabric":
+            return {t["table"]: int(t["rowCount"]) for t in self.fabric("tables")["tables"]}
         counts: dict[str, int] = {}
         for dataset in self.powerbi("datasets")["datasets"]:
             for table in dataset["tables"]:
@@ -215,7 +247,7 @@ def run_job(
     """`meltano run [extra] xero-to-powerbi`, with a progress line until it ends."""
     log = WORKDIR / f"{label.replace(' ', '-')}.log"
     calls_before = api_calls(sandboxes.xero("stats"))
-    rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
+    rows_before = sandboxes.rows_sent()
     started = time.monotonic()
     with log.open("w") as err:
         process = subprocess.Popen(
@@ -230,11 +262,11 @@ def run_job(
             while process.poll() is None:
                 time.sleep(1)
                 calls = api_calls(sandboxes.xero("stats")) - calls_before
-                rows = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
+                rows = sandboxes.rows_sent() - rows_before
                 elapsed = time.monotonic() - started
                 if sys.stdout.isatty() or (calls, rows) != shown:
                     _status(
-                        f"  {label}: {elapsed:5.1f} s, {calls} Xero API calls, {rows} rows pushed"
+                        f"  {label}: {elapsed:5.1f} s, {calls} Xero API calls, {rows} rows sent"
                     )
                     shown = (calls, rows)
         except BaseException:
@@ -306,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         help="scopes granted: granular, broad or scope names (see `sandbox xero --help`)",
     )
     parser.add_argument(
+        "--fabric",
+        action="store_true",
+        help="load into the Fabric sandbox (destination: fabric, open mirroring) instead of "
+        "Power BI push datasets",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the sandboxes (and the viewer) up at the end until Enter or Ctrl-C",
@@ -327,16 +365,19 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=TIME_SCALE,
         tier=args.tier,
         scopes=args.scopes,
+        fabric=args.fabric,
     )
     try:
         sandboxes.wait_ready()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
-        env.update(sandbox_env(sandboxes.ready))
+        env.update(sandbox_env(sandboxes.ready, sandboxes.destination))
         env.update(MELTANO_ENVIRONMENT=ENVIRONMENT, MELTANO_SEND_ANONYMOUS_USAGE_STATS="false")
-        write_env_file(sandbox_env(sandboxes.ready))
+        write_env_file(sandbox_env(sandboxes.ready, sandboxes.destination))
         tenants = sandboxes.ready["xero"]["tenant_ids"]
         print(f"  Xero:     {sandboxes.xero_url} ({len(tenants)} organisations)")
         print(f"  Power BI: {sandboxes.powerbi_url}")
+        if args.fabric:
+            print(f"  Fabric:   {sandboxes.target_url} (destination: fabric)")
 
         print(f"\n1. meltano run --full-refresh {JOB} (environment '{ENVIRONMENT}')", flush=True)
         seconds, first_log = run_job(sandboxes, env, "first run", "--force", "--full-refresh")
@@ -363,17 +404,18 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + ", ".join(f"{done.count(k)} x {k}" for k in kinds))
 
         print(f"\n3. meltano run {JOB} (incremental: from the saved state)", flush=True)
-        rows_before = int(sandboxes.powerbi("stats")["rows_posted"])
+        rows_before = sandboxes.rows_sent()
         seconds, _ = run_job(sandboxes, env, "second run", "--force")
         second_stats = sandboxes.xero("stats")
         calls = api_calls(second_stats) - first_calls
         egress = egress_bytes(second_stats) - first_egress
-        pushed = int(sandboxes.powerbi("stats")["rows_posted"]) - rows_before
+        pushed = sandboxes.rows_sent() - rows_before
         after = sandboxes.table_rows()
         print(
             f"  done in {seconds:.1f} s: {calls} Xero API calls "
             f"({calls / max(first_calls, 1):.0%} of the first run), {egress / 1024:,.0f} KiB "
-            f"from Xero, {pushed:,} rows pushed"
+            f"from Xero, {pushed:,} rows "
+            + ("landed (upserts and deletes)" if args.fabric else "pushed")
         )
         changed = {name: n for name, n in after.items() if n != counts.get(name)}
         print("  tables whose row count changed:" if changed else "  no row count changed")
@@ -383,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         if reloaded:
             print("  reloaded for changed or removed rows: " + ", ".join(reloaded))
 
-        print(f"\nThe tables in the Power BI sandbox's viewer: {sandboxes.powerbi_url}/")
+        where = "Fabric" if args.fabric else "Power BI"
+        print(f"\nThe tables in the {where} sandbox's viewer: {sandboxes.target_url}/")
         print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
         if args.keep:
             env_file = ENV_FILE.relative_to(ROOT)

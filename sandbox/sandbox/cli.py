@@ -1,4 +1,4 @@
-"""`sandbox xero | powerbi | up`: start the local emulators and print their config lines."""
+"""`sandbox xero | powerbi | fabric | up`: start the local emulators, print their config lines."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from sandbox import server
+from sandbox.fabric import cli as fabric_cli
 from sandbox.powerbi import cli as powerbi_cli
 from sandbox.xero import cli as xero_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sandbox", description="Local emulators of the Xero API and of Power BI."
+        prog="sandbox", description="Local emulators of the Xero API, Power BI and Fabric."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     xero_cli.add_arguments(
@@ -21,8 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     powerbi_cli.add_arguments(
         sub.add_parser("powerbi", help="Power BI push datasets and the Entra ID token service")
     )
-    up = sub.add_parser("up", help="both sandboxes; prints {'xero': {...}, 'powerbi': {...}}")
+    fabric_cli.add_arguments(
+        sub.add_parser("fabric", help="Fabric open mirroring: OneLake, Fabric REST, Entra ID")
+    )
+    up = sub.add_parser(
+        "up",
+        help="the sandboxes; prints {'xero': {...}, 'powerbi': {...}} (and 'fabric' with --fabric)",
+    )
     xero_cli.add_arguments(up)
+    up.add_argument(
+        "--fabric", action="store_true", help="start the Fabric sandbox too (key 'fabric')"
+    )
     return parser
 
 
@@ -45,12 +55,19 @@ def _start(args: argparse.Namespace) -> list[server.BackgroundServer]:
     elif args.command == "powerbi":
         servers, info = powerbi_cli.start(args)
         server.print_ready_line(info)
+    elif args.command == "fabric":
+        servers, info = fabric_cli.start(args)
+        server.print_ready_line(info)
     else:
         xero_servers, xero_info = xero_cli.start(args)
         args.port = 0
         powerbi_servers, powerbi_info = powerbi_cli.start(args)
         servers = xero_servers + powerbi_servers
-        server.print_ready_line({"xero": xero_info, "powerbi": powerbi_info})
+        ready = {"xero": xero_info, "powerbi": powerbi_info}
+        if args.fabric:
+            fabric_servers, ready["fabric"] = fabric_cli.start(args)
+            servers += fabric_servers
+        server.print_ready_line(ready)
     return servers
 
 

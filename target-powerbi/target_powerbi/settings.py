@@ -17,6 +17,8 @@ POWERBI_API_URL = "https://api.powerbi.com/v1.0/myorg"
 ENTRA_AUTHORITY_URL = "https://login.microsoftonline.com"
 POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
 DEFAULT_STORE_FOLDER = ".target-powerbi"
+ONELAKE_URL = "https://onelake.dfs.fabric.microsoft.com"
+FABRIC_API_URL = "https://api.fabric.microsoft.com/v1"
 
 SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
@@ -222,6 +224,39 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         title="Request timeout",
         description="Seconds to wait for one Power BI response.",
     ),
+    th.Property(
+        "destination",
+        th.StringType,
+        default="push",
+        allowed_values=["push", "fabric"],
+        title="Destination",
+        description=(
+            "push: a Power BI push dataset (whole tables reloaded on changes); fabric: "
+            "Parquet files in an open mirrored database in OneLake (only changed rows, "
+            "updates and deletes in place; needs a Fabric capacity)."
+        ),
+    ),
+    th.Property(
+        "onelake_url",
+        th.StringType,
+        default=ONELAKE_URL,
+        title="OneLake URL",
+        description="OneLake's Data Lake Storage endpoint (destination fabric).",
+    ),
+    th.Property(
+        "fabric_api_url",
+        th.StringType,
+        default=FABRIC_API_URL,
+        title="Fabric API URL",
+        description="Fabric REST base URL (destination fabric).",
+    ),
+    th.Property(
+        "rows_per_file",
+        th.IntegerType(minimum=1),
+        default=100_000,
+        title="Rows per file",
+        description="Most rows in one Parquet file landed in OneLake (destination fabric).",
+    ),
 ).to_dict()
 
 
@@ -295,6 +330,10 @@ class Settings:
     audit_log_path: Path
     max_retries: int
     request_timeout: float
+    destination: str
+    onelake_url: str
+    fabric_api_url: str
+    rows_per_file: int
     replace_partitions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size_rows: int | None = None  # the Singer SDK's own setting, when given
 
@@ -345,4 +384,8 @@ class Settings:
                 for s, cols in (c.get("replace_partitions") or {}).items()
             },
             batch_size_rows=int(rows) if rows else None,
+            destination=str(c["destination"]),
+            onelake_url=str(c["onelake_url"]).rstrip("/"),
+            fabric_api_url=str(c["fabric_api_url"]).rstrip("/"),
+            rows_per_file=int(c["rows_per_file"]),
         )

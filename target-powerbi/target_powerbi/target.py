@@ -8,7 +8,7 @@ import sqlite3
 import sys
 import uuid
 from collections import Counter
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.target_base import Target
@@ -24,6 +24,9 @@ from target_powerbi.model import Model, ModelFileError, load_model
 from target_powerbi.settings import SCHEMA, Settings, SettingsError
 from target_powerbi.sinks import PowerBISink
 from target_powerbi.store import Store
+
+if TYPE_CHECKING:
+    from target_powerbi.destinations.fabric import FabricDestination
 
 
 class TargetPowerBI(Target):
@@ -58,6 +61,7 @@ class TargetPowerBI(Target):
         self._store: Store | None = None
         self._sync: DatasetSync | None = None
         self._client: PowerBIClient | None = None
+        self._fabric: FabricDestination | None = None  # destination: fabric
         self.model: Model = load_model(self.settings.model_file)
         self.policy = ValuePolicy(self.settings.on_invalid_value, self.logger)
         # Rows already stored are repaired, never refused: refusing would stop every run.
@@ -110,6 +114,16 @@ class TargetPowerBI(Target):
             )
         return self._sync
 
+    @property
+    def fabric(self) -> FabricDestination:
+        """The open mirrored database in OneLake (destination: fabric), opened on first use."""
+        if self._fabric is None:
+            # imported here: pyarrow and Azure's SDK load only for this destination
+            from target_powerbi.destinations.fabric import FabricDestination
+
+            self._fabric = FabricDestination(self.settings, self.store, self.logger)
+        return self._fabric
+
     def map_stream(
         self, stream: str, schema: dict[str, Any], key_properties: list[str]
     ) -> TableMap:
@@ -137,6 +151,8 @@ class TargetPowerBI(Target):
             definition["relationships"] = [r for r in relationships if r["fromTable"] == table.name]
             keys = table.key_properties if table is root else []
             store.register_table(table.name, stream, definition, keys)
+        if self.settings.destination == "fabric":
+            self.fabric.register(root)
         return root
 
     def _migrate(self, root: TableMap) -> None:
@@ -186,6 +202,9 @@ class TargetPowerBI(Target):
 
     def check_access(self) -> None:
         """Fail fast: the store's folder, the credentials and the workspace, in seconds."""
+        if self.settings.destination == "fabric":
+            self.fabric.check_access()
+            return
         _ = self.dataset_sync  # opens the store, makes the client
         assert self._client is not None
         self._client.check_access()
@@ -219,7 +238,11 @@ class TargetPowerBI(Target):
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
         # STATE only once the rows it covers are in the store and in Power BI.
-        if not self._ending and not self.store.get_meta("dataset_id"):
+        if (
+            not self._ending
+            and self.settings.destination == "push"
+            and not self.store.get_meta("dataset_id")
+        ):
             # No dataset yet: create it at the end of the input, once every stream has sent
             # its SCHEMA (tables cannot be added later). A later STATE supersedes this one.
             self.logger.info("Holding STATE until the dataset is created at the end of the input")
@@ -247,6 +270,10 @@ class TargetPowerBI(Target):
         if self._ending:
             self._settle_opened_versions()
         self._sweep_partitions()
+        if self.settings.destination == "fabric":
+            if store.tables():
+                self.fabric.sync()
+            return
         if not store.tables() or not (store.get_meta("dataset_id") or store.has_rows()):
             return  # nothing to push: no dataset is created for no rows
         sync = self.dataset_sync
@@ -308,6 +335,9 @@ class TargetPowerBI(Target):
             self._client.close()
             self._client = None
             self._sync = None
+        if self._fabric is not None:
+            self._fabric.close()
+            self._fabric = None
         if self._store is not None:
             self._store.close()
             self._store = None

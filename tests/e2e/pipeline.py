@@ -49,6 +49,8 @@ demo = load_demo()
 class Sandboxes:
     """Both sandboxes in this process (threads), time-scaled, with their control APIs."""
 
+    destination = "push"  # the target's destination (tests.e2e.fabric: "fabric")
+
     def __init__(self, *, seed: int, tenants: int = 2) -> None:
         time_scale = demo.TIME_SCALE  # what the `sandbox` environment expects
         # Access tokens last 30 sandbox minutes = 30 real seconds at scale 60: runs refresh.
@@ -135,7 +137,7 @@ class Pipeline:
                 link.symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
         env = {k: v for k, v in env.items() if not k.startswith("MELTANO_")}
-        env.update(demo.sandbox_env(sandboxes.ready))
+        env.update(demo.sandbox_env(sandboxes.ready, sandboxes.destination))
         env.update(
             MELTANO_SYS_DIR_ROOT=str(sysdir),
             MELTANO_ENVIRONMENT="sandbox",

@@ -12,10 +12,11 @@ import pytest
 
 from tests.e2e.pipeline import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 
-def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path) -> None:
+@pytest.mark.parametrize("args", [[], ["--fabric"]], ids=["push", "fabric"])
+def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path, args) -> None:
     sysdir = tmp_path / "meltano"  # its own Meltano state, as a fresh clone has
     (sysdir / "run").mkdir(parents=True)
     for kind in ("extractors", "loaders"):
@@ -23,8 +24,8 @@ def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
     env["MELTANO_SYS_DIR_ROOT"] = str(sysdir)
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230, check=False,
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=410, check=False,
     )  # fmt: skip
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
@@ -35,6 +36,10 @@ def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path) -> None:
     assert second, out
     assert 0 < int(second[1]) < int(first[3])
     assert re.search(r"invoices\s+[\d,]+\s+\(\+\d+\)", out), "the new invoices are shown"
+    if args == ["--fabric"]:  # only the changed rows land: a few percent of the first run
+        landed = re.search(r"([\d,]+) rows landed \(upserts and deletes\)", out)
+        assert landed, out
+        assert 0 < int(landed[1].replace(",", "")) < 0.1 * int(first[2].replace(",", ""))
     viewer = re.search(r"viewer: https://127\.0\.0\.1:(\d+)/", out)
     assert viewer, out
     assert out.rstrip().endswith("Stopping the sandboxes.")

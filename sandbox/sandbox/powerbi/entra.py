@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.powerbi.limits import retry_after_header
-from sandbox.powerbi.state import POWERBI_SCOPE, PowerBIState, Principal
+from sandbox.powerbi.state import PowerBIState, Principal
 
 # Scopes MSAL may add on its own; they never change a client-credentials grant.
 _RESERVED_SCOPES = {"openid", "profile", "offline_access"}
@@ -148,16 +148,17 @@ class Entra:
                 request,
             )
         scopes = set(fields.get("scope", "").split()) - _RESERVED_SCOPES
-        if scopes != {POWERBI_SCOPE}:
+        granted = {f"{aud}/.default": aud for aud in state.token_audiences}
+        if len(scopes) != 1 or next(iter(scopes)) not in granted:
             return _oauth_error(
                 400,
                 "invalid_scope",
                 1002012,
                 f"The provided value for scope is not valid; the sandbox issues tokens "
-                f"only for '{POWERBI_SCOPE}'.",
+                f"only for one of {', '.join(repr(s) for s in granted)}.",
                 request,
             )
-        access_token, expires = state.issue_token(principal)
+        access_token, expires = state.issue_token(principal, granted[scopes.pop()])
         lifetime_real = max(1, int(state.clock.to_real_seconds(expires - state.clock.timestamp())))
         body: dict[str, Any] = {
             "token_type": "Bearer",

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import trustme
 from typing_extensions import override
 
 from sandbox.clock import SandboxClock
 from sandbox.powerbi.app import build_app
 from sandbox.powerbi.limits import Limits
 from sandbox.powerbi.state import PowerBIState
-from sandbox.server import BackgroundServer, Startable
-
-
-class _TLSServer(BackgroundServer):
-    """A BackgroundServer that removes its certificate directory when it stops."""
-
-    def __init__(self, *args: Any, cert_dir: Path, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cert_dir = cert_dir
-
-    @override
-    def stop(self) -> None:
-        super().stop()
-        shutil.rmtree(self.cert_dir, ignore_errors=True)
+from sandbox.server import Startable
+from sandbox.tls import TLSServer, tls_server
 
 
 class PowerBISandbox(Startable):
@@ -46,29 +30,12 @@ class PowerBISandbox(Startable):
         )
         self.app = build_app(self.state)
         self._port = port
-        self.server: _TLSServer | None = None
+        self.server: TLSServer | None = None
         self.ca_bundle = ""
 
     @override
     def start(self) -> PowerBISandbox:
-        cert_dir = Path(tempfile.mkdtemp(prefix="powerbi-sandbox-"))
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        ca_path = cert_dir / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_path))
-        cert_path = cert_dir / "server.pem"
-        key_path = cert_dir / "server.key"
-        cert_path.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-        cert.private_key_pem.write_to_path(str(key_path))
-        key_path.chmod(0o600)
-        self.ca_bundle = str(ca_path)
-        self.server = _TLSServer(
-            self.app,
-            self._port,
-            ssl_certfile=str(cert_path),
-            ssl_keyfile=str(key_path),
-            cert_dir=cert_dir,
-        )
+        self.server, self.ca_bundle = tls_server(self.app, self._port, "powerbi-sandbox-")
         self.server.start()
         return self
 

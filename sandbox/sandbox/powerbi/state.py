@@ -132,6 +132,10 @@ def _unb64(text: str) -> bytes:
 class PowerBIState:
     """One tenant, one workspace, the principals, the datasets; guarded by one lock."""
 
+    # The resources whose `<resource>/.default` scope the token service grants (the Fabric
+    # sandbox, which shares this Entra, widens it).
+    token_audiences: tuple[str, ...] = (POWERBI_RESOURCE,)
+
     def __init__(
         self,
         clock: SandboxClock,
@@ -166,13 +170,15 @@ class PowerBIState:
         )
 
     # ---- tokens -------------------------------------------------------------------------
-    def issue_token(self, principal: Principal) -> tuple[str, float]:
-        """A JWT-shaped token signed with the sandbox's key; returns it and its expiry."""
+    def issue_token(
+        self, principal: Principal, audience: str = POWERBI_RESOURCE
+    ) -> tuple[str, float]:
+        """A JWT-shaped token for `audience`, signed with the sandbox's key; and its expiry."""
         now = self.clock.timestamp()
         expires = now + self.token_lifetime_seconds
         header = {"typ": "JWT", "alg": "HS256"}
         claims = {
-            "aud": POWERBI_RESOURCE,
+            "aud": audience,
             "iss": f"https://sts.windows.net/{self.tenant_id}/",
             "iat": int(now),
             "nbf": int(now),
@@ -186,8 +192,10 @@ class PowerBIState:
         signature = hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).digest()
         return signing_input + "." + _b64(signature), expires
 
-    def principal_for(self, authorization: str | None) -> Principal:
-        """The principal behind a bearer token, or 401 (missing, forged, expired)."""
+    def principal_for(
+        self, authorization: str | None, audience: str = POWERBI_RESOURCE
+    ) -> Principal:
+        """The principal behind a bearer token for `audience`, or 401 (missing, forged, expired)."""
         if not authorization or not authorization.startswith("Bearer "):
             raise ApiError(
                 401,
@@ -214,7 +222,7 @@ class PowerBIState:
             raise forged from None
         if not hmac.compare_digest(signature, expected) or not isinstance(claims, dict):
             raise forged
-        if claims.get("aud") != POWERBI_RESOURCE or claims.get("tid") != self.tenant_id:
+        if claims.get("aud") != audience or claims.get("tid") != self.tenant_id:
             raise forged
         if float(claims.get("exp", 0)) <= self.clock.timestamp():
             raise ApiError(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -31,6 +31,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from target_powerbi.model import Model
+
+if TYPE_CHECKING:
+    from target_powerbi.client import PowerBIClient
+    from target_powerbi.settings import Settings
 
 SCHEMAS = "https://developer.microsoft.com/json-schemas/fabric/item/report"
 VISUAL_TYPES = {
@@ -461,6 +465,21 @@ class Deployment:
     dataset_name: str
     session: requests.Session
     token: Callable[[], str]
+    run_id: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings, model: Model, client: PowerBIClient, run_id: str) -> Deployment:
+        """The deployment of `settings.report_file` over the client's session and token."""
+        return cls(
+            report_file=str(settings.report_file),
+            model=model,
+            api_url=settings.api_url,
+            workspace_id=settings.workspace_id,
+            dataset_name=settings.dataset_name,
+            session=client.session,
+            token=client.auth.token,
+            run_id=run_id,
+        )
 
 
 def deploy_report(
@@ -471,8 +490,11 @@ def deploy_report(
 
     The store remembers the report's id and a digest of what was deployed: an unchanged
     definition bound to the same dataset costs no call; a changed description or a new
-    dataset (a rebuild) is sent with `updateDefinition`."""
+    dataset (a rebuild) is sent with `updateDefinition`. After a failure the run does not
+    try again (one warning a run); the next run does."""
     key = f"report:{deployment.report_file}"
+    if deployment.run_id and store.get_meta(f"{key}:failed") == deployment.run_id:
+        return None
     try:
         spec = load_report(deployment.report_file)
         connection = connection_string(deployment.workspace_id, deployment.dataset_name, dataset_id)
@@ -500,6 +522,7 @@ def deploy_report(
         logger.info("%s report %r (%s) bound to dataset %s", verb, spec.name, report_id, dataset_id)
         return report_id
     except Exception as exc:  # the report never fails the data load
+        store.set_meta(f"{key}:failed", deployment.run_id)
         logger.warning(
             "Report from %s not deployed (%s); the data load goes on and the next run tries again",
             deployment.report_file,

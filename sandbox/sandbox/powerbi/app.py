@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.powerbi import api, control, entra
+from sandbox.powerbi import api, control, entra, reports_api
 from sandbox.powerbi.state import PowerBIState
 
 
@@ -21,6 +21,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: PowerBIState) -> Starlette:
     return Starlette(
-        routes=[*control.routes(state), *api.routes(state), *entra.routes(state)],
+        routes=[
+            *control.routes(state),
+            *api.routes(state),
+            *entra.routes(state),
+            *reports_api.routes(state),
+        ],
         exception_handlers={404: _http_error, 405: _http_error},
     )

@@ -248,23 +248,31 @@ def visual_json(
     return out
 
 
-def _positions(count: int, top: int) -> list[dict[str, int]]:
-    """A grid of three columns under the slicer, in reading order."""
-    columns, gap = 3, 16
+def _positions(visuals: tuple[Visual, ...], top: int) -> list[dict[str, int]]:
+    """Cards in bands of up to five across the top, then the charts and tables two a row
+    filling the rest of the page, in the description's order within each."""
+    gap = 16
+    cards = [i for i, v in enumerate(visuals) if v.type == "card"]
+    others = [i for i, v in enumerate(visuals) if v.type != "card"]
+    out: dict[int, dict[str, int]] = {}
+    y = top + gap
+    per_row = min(5, max(1, len(cards)))
+    card_w = (PAGE_WIDTH - gap * (per_row + 1)) // per_row
+    for n, i in enumerate(cards):
+        row, column = divmod(n, per_row)
+        out[i] = {"x": gap + column * (card_w + gap), "y": y + row * (110 + gap)}
+        out[i] |= {"width": card_w, "height": 110}
+    if cards:
+        y += ((len(cards) + per_row - 1) // per_row) * (110 + gap)
+    columns = 1 if len(others) == 1 else 2
+    rows = max(1, (len(others) + columns - 1) // columns)
     width = (PAGE_WIDTH - gap * (columns + 1)) // columns
-    rows = max(1, (count + columns - 1) // columns)
-    height = max(120, (PAGE_HEIGHT - top - gap * (rows + 1)) // rows)
-    return [
-        {
-            "x": gap + (i % columns) * (width + gap),
-            "y": top + gap + (i // columns) * (height + gap),
-            "z": i + 1,
-            "width": width,
-            "height": height,
-            "tabOrder": i + 1,
-        }
-        for i in range(count)
-    ]
+    height = max(160, (PAGE_HEIGHT - y - gap * rows) // rows)
+    for n, i in enumerate(others):
+        row, column = divmod(n, columns)
+        out[i] = {"x": gap + column * (width + gap), "y": y + row * (height + gap)}
+        out[i] |= {"width": width, "height": height}
+    return [{**out[i], "z": i + 1, "tabOrder": i + 1} for i in range(len(visuals))]
 
 
 def _dumps(value: Any) -> str:
@@ -303,7 +311,7 @@ def _page_parts(page: Page, spec: ReportSpec, tables: Mapping[str, str]) -> dict
         )
         top = 72
     for i, (visual, place) in enumerate(
-        zip(page.visuals, _positions(len(page.visuals), top), strict=True), start=1
+        zip(page.visuals, _positions(page.visuals, top), strict=True), start=1
     ):
         name = f"{page.name}_{i:02d}"
         parts[f"{base}/visuals/{name}/visual.json"] = _dumps(

@@ -290,20 +290,34 @@ class Evaluator:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             groups[str(row.get(column) or "")].append(row)
+        index = self._index(table)
         out = []
         for label, chosen in groups.items():
-            values = {m: _call(self.model(self._narrow(table, chosen)), m) for m in visual.measures}
+            narrowed = self._narrow(table, chosen, index)
+            values = {m: _call(self.model(narrowed), m) for m in visual.measures}
             if any(values.values()):
                 out.append((label, values))
         first = visual.measures[0]
         out.sort(key=lambda x: (-(x[1][first] or 0), x[0]))
         return out
 
-    def _narrow(self, table: str, chosen: Rows) -> dict[str, Rows]:
+    def _index(self, table: str) -> dict[tuple[str, str, str], dict[Any, Rows]]:
+        """The rows of each table `table` filters, by their key (built once a visual)."""
+        index: dict[tuple[str, str, str], dict[Any, Rows]] = {}
+        for from_table, from_column, to_table, to_column in self.relationships:
+            if to_table == table and from_table in self.tables:
+                by_key: dict[Any, Rows] = defaultdict(list)
+                for row in self.tables[from_table]:
+                    by_key[row.get(from_column)].append(row)
+                index[(from_table, from_column, to_column)] = by_key
+        return index
+
+    def _narrow(
+        self, table: str, chosen: Rows, index: dict[tuple[str, str, str], dict[Any, Rows]]
+    ) -> dict[str, Rows]:
         """The tables with `table` cut to `chosen` and the tables it filters cut to match."""
         out = {**self.tables, table: chosen}
-        for from_table, from_column, to_table, to_column in self.relationships:
-            if to_table == table and from_table in out:
-                keys = {r.get(to_column) for r in chosen}
-                out[from_table] = [r for r in out[from_table] if r.get(from_column) in keys]
+        for (from_table, _, to_column), by_key in index.items():
+            keys = {r.get(to_column) for r in chosen}
+            out[from_table] = [r for key in keys for r in by_key.get(key, [])]
         return out

@@ -3,7 +3,9 @@
 Starts `sandbox up`, points the `sandbox` Meltano environment at it, runs the job
 `xero-to-powerbi` from scratch, prints what landed, moves the Xero sandbox through a
 day of business, runs the job again (incrementally) and prints what changed, then
-stops the sandboxes - also on Ctrl-C or failure. Exit status 0 only if all went well.
+stops the sandboxes - also on Ctrl-C or failure. It ends with the address of the report
+target-powerbi deployed, in the Power BI sandbox's viewer (plain HTTP on loopback). Exit
+status 0 only if all went well.
 
 The sandboxes pick free ports and make their credentials at start, so their settings
 reach the plugins the standard Meltano way: as TAP_XERO_* and TARGET_POWERBI_*
@@ -42,6 +44,7 @@ TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and t
 DEFAULT_TIER = "advanced"
 DEFAULT_SCOPES = "broad"
 WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
+SCREENSHOTS = Path("output") / "report-screenshots"  # written by the report viewer test
 ENV_FILE = WORKDIR / "sandbox.env"  # TAP_XERO_* / TARGET_POWERBI_* of the running sandboxes
 # A day of business in each organisation: what the second run has to pick up.
 DAY_OF_BUSINESS = (
@@ -279,6 +282,12 @@ def business_day(sandboxes: SandboxProcess) -> list[str]:
     return done
 
 
+def deployed_report(sandboxes: SandboxProcess) -> dict[str, Any] | None:
+    """The report target-powerbi deployed beside the dataset (`report_file`), if any."""
+    reports = sandboxes.powerbi("reports")["reports"]
+    return dict(reports[0]) if reports else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seed", type=int, default=1, help="demo company seed")
@@ -361,16 +370,26 @@ def main(argv: list[str] | None = None) -> int:
         if reloaded:
             print("  reloaded for changed or removed rows: " + ", ".join(reloaded))
 
-        print(f"\nThe tables in the Power BI sandbox's viewer: {sandboxes.powerbi_url}/")
+        viewer = str(sandboxes.ready["powerbi"]["viewer_url"])
+        report = deployed_report(sandboxes)
+        print(f"\nThe raw tables in the Power BI sandbox's viewer: {viewer}tables")
         print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
+        print(f"Screenshots of every report page (tests/e2e/test_report_viewer.py): {SCREENSHOTS}/")
+        if report is None:
+            raise DemoError("target-powerbi deployed no report: see its warning in the run logs")
+        address = f"{viewer}reports/{report['id']}"
         if args.keep:
             env_file = ENV_FILE.relative_to(ROOT)
             print(f"To run Meltano on them from another shell: set -a; . {env_file}; set +a")
             print(f"  .venv/bin/meltano run {JOB}")
+            print(f"The report in the viewer: {address}")
+            first = report.get("landingPage") or "cash"
+            print(f"A finance user opens first: {address}/pages/{first} (cash: money in and out)")
             with contextlib.suppress(KeyboardInterrupt, EOFError):
                 input("The sandboxes stay up: press Enter (or Ctrl-C) to stop them. ")
         else:
             print("(the viewer lives while the sandboxes do: `make demo ARGS=--keep` keeps them)")
+            print(f"The report in the viewer: {address}")
         return 0
     except DemoError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)

@@ -35,8 +35,8 @@ def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path) -> None:
     assert second, out
     assert 0 < int(second[1]) < int(first[3])
     assert re.search(r"invoices\s+[\d,]+\s+\(\+\d+\)", out), "the new invoices are shown"
-    viewer = re.search(r"viewer: https://127\.0\.0\.1:(\d+)/", out)
+    viewer = re.search(r"The report in the viewer: http://127\.0\.0\.1:(\d+)/reports/\S+\n", out)
     assert viewer, out
-    assert out.rstrip().endswith("Stopping the sandboxes.")
+    assert out.rstrip().endswith(viewer[0].strip() + "\nStopping the sandboxes.")
     with pytest.raises(ConnectionRefusedError):  # stopped: the viewer's port is closed
         socket.create_connection(("127.0.0.1", int(viewer[1])), timeout=5).close()

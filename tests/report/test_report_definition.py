@@ -20,6 +20,7 @@ from target_powerbi.report import (
     SCHEMAS,
     ReportFileError,
     connection_string,
+    fabric_url,
     load_report,
     pbir_parts,
 )
@@ -167,3 +168,8 @@ def test_a_bad_description_says_where(tmp_path):
     )
     with pytest.raises(ReportFileError, match=r"pages\.p\.visuals\[0\]\.type"):
         load_report(broken)
+
+
+def test_the_fabric_api_is_beside_the_power_bi_api() -> None:
+    assert fabric_url("https://api.powerbi.com/v1.0/myorg") == "https://api.fabric.microsoft.com/v1"
+    assert fabric_url("https://127.0.0.1:8443/v1.0/myorg") == "https://127.0.0.1:8443/v1"

@@ -418,14 +418,18 @@ class Fabric:
         return response
 
     def finish(self, response: requests.Response) -> dict[str, Any]:
-        """The result of a call that may answer 202: poll its Location until it is done."""
+        """The result of a call that may answer 202: poll its Location (on the API's own
+        host: the token goes nowhere else) until the operation is done."""
+        if response.status_code != 202:  # Accepted: a long-running operation
+            return dict(response.json()) if response.content else {}
+        location = response.headers.get("Location") or ""
+        if urlsplit(location).netloc != urlsplit(self.base).netloc:
+            msg = f"202 with a Location not on {urlsplit(self.base).netloc}: {location[:100]!r}"
+            raise ReportDeployError(msg)
+        wait = min(5.0, float(response.headers.get("Retry-After") or 1))
         deadline = time.monotonic() + self.poll_seconds
-        while response.status_code == 202:
-            location = response.headers.get("Location")
-            if not location:
-                msg = "202 without a Location to poll"
-                raise ReportDeployError(msg)
-            time.sleep(min(5.0, float(response.headers.get("Retry-After", "1"))))
+        while True:
+            time.sleep(wait)
             state = self.call("GET", location).json()
             status = state.get("status")
             if status == "Succeeded":
@@ -434,8 +438,6 @@ class Fabric:
             if status in ("Failed", "Cancelled") or time.monotonic() > deadline:
                 msg = f"the operation ended {status}: {state.get('error')}"
                 raise ReportDeployError(msg)
-            response = self.call("GET", location)
-        return dict(response.json()) if response.content else {}
 
     def reports(self) -> list[dict[str, Any]]:
         path = f"/workspaces/{self.workspace_id}/reports"

@@ -3,7 +3,8 @@ and the long-running operation calls), and the control API's view of deployed re
 
 Create, updateDefinition and getDefinition answer 202 with a `Location` to poll (Fabric
 may answer either way; the sandbox always takes the long way, so clients prove they
-poll): `GET /v1/operations/{id}` gives the state, `.../result` the item or definition.
+poll): `GET /v1/operations/{id}` gives the state (`Running` at the first poll, then
+`Succeeded`), `.../result` the item or definition once it succeeded.
 A definition must hold `definition.pbir` referencing its dataset `byConnection` (the only
 reference the REST API accepts) and the PBIR `definition/` folder; see
 docs/sandbox-powerbi.md. Errors come in Fabric's shape: `{"errorCode", "message"}`.
@@ -46,13 +47,22 @@ def _fabric_error(exc: ApiError) -> JSONResponse:
 
 @dataclass
 class Operation:
-    """A long-running operation: already done (the sandbox is quick), with its result."""
+    """A long-running operation: `Running` at the first poll, then done, with its result
+    (the work itself is done at once; the first poll proves the client polls again)."""
 
     id: str
     result: dict[str, Any] | None
     error: dict[str, str] | None = None
+    running_polls: int = 1
+
+    @property
+    def done(self) -> bool:
+        return self.running_polls <= 0
 
     def state(self) -> dict[str, Any]:
+        if not self.done:
+            self.running_polls -= 1
+            return {"status": "Running", "percentComplete": 50, "error": None}
         return {
             "status": "Failed" if self.error else "Succeeded",
             "percentComplete": 100,
@@ -196,6 +206,8 @@ class ReportsApi:
         op = self.operations.get(request.path_params["operationId"])
         if op is None:
             raise ApiError(404, "OperationNotFound", "The operation was not found")
+        if not op.done:
+            raise ApiError(400, "OperationNotSucceeded", "The operation has not succeeded yet")
         return JSONResponse(op.result) if op.result is not None else Response(status_code=200)
 
 

@@ -50,6 +50,9 @@ def _finish(client: Client, response: requests.Response) -> Any:
     location = response.headers["Location"]
     assert response.headers["x-ms-operation-id"] in location
     auth = {"Authorization": f"Bearer {client.token()}"}
+    early = client.session.get(f"{location}/result", headers=auth)
+    assert early.status_code == 400  # not before it succeeded
+    assert client.session.get(location, headers=auth).json()["status"] == "Running"
     for _ in range(20):
         state = client.session.get(location, headers=auth).json()
         if state["status"] == "Succeeded":

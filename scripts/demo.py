@@ -3,9 +3,11 @@
 Starts `sandbox up`, points the `sandbox` Meltano environment at it, runs the job
 `xero-to-powerbi` from scratch, prints what landed, moves the Xero sandbox through a
 day of business, runs the job again (incrementally) and prints what changed, then
-stops the sandboxes - also on Ctrl-C or failure. Exit status 0 only if all went well.
-With `--fabric` the target loads the Fabric sandbox instead (`destination: fabric`:
-an open mirrored database in OneLake, only the changed rows landed).
+stops the sandboxes - also on Ctrl-C or failure. It ends with the address of the report
+target-powerbi deployed, in the Power BI sandbox's viewer (plain HTTP on loopback). With
+`--fabric` the target loads the Fabric sandbox instead (`destination: fabric`: an open
+mirrored database in OneLake, only the changed rows landed). Exit status 0 only if all
+went well.
 
 The sandboxes pick free ports and make their credentials at start, so their settings
 reach the plugins the standard Meltano way: as TAP_XERO_* and TARGET_POWERBI_*
@@ -44,6 +46,7 @@ TIME_SCALE = 60.0  # the `sandbox` environment's rate_limit_window_seconds and t
 DEFAULT_TIER = "starter"  # the tier a typical user's app has (1,000 calls a day, no Journals)
 DEFAULT_SCOPES = "granular"  # apps created since March 2026
 WORKDIR = ROOT / ".meltano" / "sandbox"  # where the `sandbox` environment keeps its files
+SCREENSHOTS = Path("output") / "report-screenshots"  # written by the report viewer test
 ENV_FILE = WORKDIR / "sandbox.env"  # TAP_XERO_* / TARGET_POWERBI_* of the running sandboxes
 # A day of business in each organisation: what the second run has to pick up.
 DAY_OF_BUSINESS = (
@@ -323,6 +326,43 @@ def business_day(sandboxes: SandboxProcess) -> list[str]:
     return done
 
 
+def deployed_report(sandboxes: SandboxProcess) -> dict[str, Any] | None:
+    """The report target-powerbi deployed beside the dataset (`report_file`), if any."""
+    reports = sandboxes.powerbi("reports")["reports"]
+    return dict(reports[0]) if reports else None
+
+
+def finish(args: argparse.Namespace, sandboxes: SandboxProcess) -> None:
+    """Where to look now: the Fabric tables, or the report target-powerbi deployed."""
+    print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
+    if args.fabric:
+        ending = f"The tables in the Fabric sandbox's viewer: {sandboxes.target_url}/"
+        first_page = None
+    else:
+        viewer = str(sandboxes.ready["powerbi"]["viewer_url"])
+        report = deployed_report(sandboxes)
+        print(f"The raw tables in the Power BI sandbox's viewer: {viewer}tables")
+        print(f"Screenshots of every report page (tests/e2e/test_report_viewer.py): {SCREENSHOTS}/")
+        if report is None:
+            raise DemoError("target-powerbi deployed no report: see its warning in the run logs")
+        address = f"{viewer}reports/{report['id']}"
+        ending = f"The report in the viewer: {address}"
+        page = report.get("landingPage") or "cash"
+        first_page = f"A finance user opens first: {address}/pages/{page} (cash: money in and out)"
+    if args.keep:
+        env_file = ENV_FILE.relative_to(ROOT)
+        print(f"To run Meltano on them from another shell: set -a; . {env_file}; set +a")
+        print(f"  .venv/bin/meltano run {JOB}")
+        print(ending)
+        if first_page:
+            print(first_page)
+        with contextlib.suppress(KeyboardInterrupt, EOFError):
+            input("The sandboxes stay up: press Enter (or Ctrl-C) to stop them. ")
+    else:
+        print("(the viewer lives while the sandboxes do: `make demo ARGS=--keep` keeps them)")
+        print(ending)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seed", type=int, default=1, help="demo company seed")
@@ -425,17 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         if reloaded:
             print("  reloaded for changed or removed rows: " + ", ".join(reloaded))
 
-        where = "Fabric" if args.fabric else "Power BI"
-        print(f"\nThe tables in the {where} sandbox's viewer: {sandboxes.target_url}/")
-        print("Logs, the target's store and its audit log are in .meltano/sandbox/.")
-        if args.keep:
-            env_file = ENV_FILE.relative_to(ROOT)
-            print(f"To run Meltano on them from another shell: set -a; . {env_file}; set +a")
-            print(f"  .venv/bin/meltano run {JOB}")
-            with contextlib.suppress(KeyboardInterrupt, EOFError):
-                input("The sandboxes stay up: press Enter (or Ctrl-C) to stop them. ")
-        else:
-            print("(the viewer lives while the sandboxes do: `make demo ARGS=--keep` keeps them)")
+        finish(args, sandboxes)
         return 0
     except DemoError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)

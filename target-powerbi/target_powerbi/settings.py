@@ -137,6 +137,15 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         description="YAML file of relationships, DAX measures and column types.",
     ),
     th.Property(
+        "report_file",
+        th.StringType,
+        title="Report file",
+        description=(
+            "YAML description of a report (pages, visuals, measures) to deploy bound to the "
+            "dataset through the Fabric REST API; a failure to deploy is a warning."
+        ),
+    ),
+    th.Property(
         "object_depth",
         th.IntegerType(minimum=0, maximum=10),
         default=1,
@@ -322,6 +331,7 @@ class Settings:
     batch_size: int
     parallelism: int
     model_file: str | None
+    report_file: str | None
     object_depth: int
     child_table_depth: int
     child_tables: frozenset[str] | None
@@ -371,6 +381,7 @@ class Settings:
             batch_size=int(c["batch_size"]),
             parallelism=int(c["parallelism"]),
             model_file=str(c["model_file"]) if c.get("model_file") else None,
+            report_file=str(c["report_file"]) if c.get("report_file") else None,
             object_depth=int(c["object_depth"]),
             child_table_depth=int(c["child_table_depth"]),
             child_tables=frozenset(allow) if allow is not None else None,

@@ -21,6 +21,7 @@ from target_powerbi.errors import PowerBIError
 from target_powerbi.limits import Clock, MonotonicClock
 from target_powerbi.mapping import InvalidValueError, Shape, TableMap, ValuePolicy, map_stream
 from target_powerbi.model import Model, ModelFileError, load_model
+from target_powerbi.report import Deployment, deploy_report
 from target_powerbi.settings import SCHEMA, Settings, SettingsError
 from target_powerbi.sinks import PowerBISink
 from target_powerbi.store import Store
@@ -278,6 +279,13 @@ class TargetPowerBI(Target):
             return  # nothing to push: no dataset is created for no rows
         sync = self.dataset_sync
         sync.sync()
+        if self.settings.report_file and self._client is not None and sync.dataset_id:
+            deploy_report(
+                Deployment.of(self.settings, self.model, self._client, self.run_id),
+                self.store,
+                sync.dataset_id,
+                self.logger,
+            )
         if self._client is not None and sync.dataset_id:
             # a POST retried after a 5xx, timeout or dropped connection may have landed twice
             uncertain = self._client.uncertain_tables()

@@ -40,8 +40,12 @@ def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path, args) -> Non
         landed = re.search(r"([\d,]+) rows landed \(upserts and deletes\)", out)
         assert landed, out
         assert 0 < int(landed[1].replace(",", "")) < 0.1 * int(first[2].replace(",", ""))
-    viewer = re.search(r"viewer: https://127\.0\.0\.1:(\d+)/", out)
+        viewer = re.search(r"viewer: https://127\.0\.0\.1:(\d+)/\n", out)
+    else:
+        viewer = re.search(
+            r"The report in the viewer: http://127\.0\.0\.1:(\d+)/reports/\S+\n", out
+        )
     assert viewer, out
-    assert out.rstrip().endswith("Stopping the sandboxes.")
+    assert out.rstrip().endswith(viewer[0].strip() + "\nStopping the sandboxes.")
     with pytest.raises(ConnectionRefusedError):  # stopped: the viewer's port is closed
         socket.create_connection(("127.0.0.1", int(viewer[1])), timeout=5).close()

@@ -289,7 +289,7 @@ def test_a_new_table_rebuilds_the_dataset_and_rebinds_its_reports(
 ) -> None:
     powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
     old = powerbi.dataset()["id"]
-    report = powerbi.control("POST", "/reports", {"name": "Sales", "datasetId": old})
+    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
     run = powerbi.run(
         singer(
             tmp_path,
@@ -305,7 +305,7 @@ def test_a_new_table_rebuilds_the_dataset_and_rebinds_its_reports(
     assert dataset["id"] != old
     assert {t["name"] for t in dataset["tables"]} == {"orders", "notes"}
     assert [r["id"] for r in powerbi.rows("orders")] == ["o1"]  # from the store
-    (rebound,) = powerbi.control("GET", "/reports")["reports"]
+    (rebound,) = powerbi.control("GET", "/published-reports")["reports"]
     assert rebound["id"] == report["id"] and rebound["datasetId"] == dataset["id"]
     assert "Sales" in run.stderr and "rebound" in run.stderr and "dashboards" in run.stderr
 

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.powerbi import api, control, entra, reports
+from sandbox.powerbi import api, control, entra, reports_api, viewer, workspace_reports
 from sandbox.powerbi.state import PowerBIState
 
 
@@ -19,13 +19,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+def build_viewer_app(state: PowerBIState) -> Starlette:
+    """The viewer alone, for plain HTTP on loopback (a browser opens it without the CA)."""
+    return Starlette(routes=viewer.routes(state))
+
+
 def build_app(state: PowerBIState) -> Starlette:
     return Starlette(
         routes=[
-            *reports.routes(state),
+            *workspace_reports.routes(state),
+            *viewer.routes(state),
             *control.routes(state),
             *api.routes(state),
             *entra.routes(state),
+            *reports_api.routes(state),
         ],
         exception_handlers={404: _http_error, 405: _http_error},
     )

@@ -34,4 +34,5 @@ def start(args: argparse.Namespace) -> tuple[list[BackgroundServer], dict[str, A
         token_lifetime_seconds=float(getattr(args, "token_lifetime", 3600.0) or 3600.0),
     ).start()
     assert sandbox.server is not None
-    return [sandbox.server], sandbox.config
+    assert sandbox.viewer_server is not None
+    return [sandbox.server, sandbox.viewer_server], sandbox.config

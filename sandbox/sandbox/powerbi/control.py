@@ -1,4 +1,4 @@
-"""The control API under /_sandbox/ and the read-only viewer page at `/`."""
+"""The control API under /_sandbox/ and the raw tables page (`render_viewer`, at /tables)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.powerbi.state import PowerBIState
@@ -113,14 +113,10 @@ class Control:
             clock.advance(seconds)
         return JSONResponse({"now": clock.now().isoformat(), "time_scale": clock.time_scale})
 
-    async def viewer(self, request: Request) -> Response:
-        return HTMLResponse(render_viewer(self.state))
-
 
 def routes(state: PowerBIState) -> list[Route]:
     control = Control(state)
     return [
-        Route("/", control.viewer, methods=["GET"]),
         Route("/_sandbox/datasets", control.datasets, methods=["GET"]),
         Route(
             "/_sandbox/datasets/{datasetId}/tables/{tableName}/rows",
@@ -148,7 +144,8 @@ def render_viewer(state: PowerBIState) -> str:
         "<title>Power BI sandbox</title><style>",
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}",
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}th{background:#eee}",
-        "</style></head><body><h1>Power BI sandbox (read-only)</h1>",
+        "</style></head><body><p><a href='/'>Reports</a></p>",
+        "<h1>Power BI sandbox: raw tables (read-only)</h1>",
     ]
     with state.lock:
         parts.append(

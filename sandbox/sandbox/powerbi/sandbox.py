@@ -7,10 +7,10 @@ from typing import Any
 from typing_extensions import override
 
 from sandbox.clock import SandboxClock
-from sandbox.powerbi.app import build_app
+from sandbox.powerbi.app import build_app, build_viewer_app
 from sandbox.powerbi.limits import Limits
 from sandbox.powerbi.state import PowerBIState
-from sandbox.server import Startable
+from sandbox.server import BackgroundServer, Startable
 from sandbox.tls import TLSServer, tls_server
 
 
@@ -31,16 +31,22 @@ class PowerBISandbox(Startable):
         self.app = build_app(self.state)
         self._port = port
         self.server: TLSServer | None = None
+        # the viewer again on plain HTTP, loopback only: a browser opens it without the CA
+        self.viewer_server: BackgroundServer | None = None
         self.ca_bundle = ""
 
     @override
     def start(self) -> PowerBISandbox:
         self.server, self.ca_bundle = tls_server(self.app, self._port, "powerbi-sandbox-")
         self.server.start()
+        self.viewer_server = BackgroundServer(build_viewer_app(self.state)).start()
         return self
 
     @override
     def stop(self) -> None:
+        if self.viewer_server is not None:
+            self.viewer_server.stop()
+            self.viewer_server = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -64,8 +70,16 @@ class PowerBISandbox(Startable):
             "client_secret": state.member.client_secret,
             "workspace_id": state.workspace_id,
             "ca_bundle": self.ca_bundle,
-            "viewer_url": f"{self.url}/",
+            "viewer_url": self.viewer_url,
         }
+
+    @property
+    def viewer_url(self) -> str:
+        """The viewer over plain HTTP on 127.0.0.1 (the API stays on TLS)."""
+        if self.viewer_server is None:
+            msg = "the sandbox is not started"
+            raise RuntimeError(msg)
+        return f"{self.viewer_server.base_url}/"
 
     def outsider(self) -> dict[str, str]:
         """Credentials of a registered principal that is not a member of the workspace."""

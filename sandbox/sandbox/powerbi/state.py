@@ -20,6 +20,7 @@ from sandbox.clock import SandboxClock
 from sandbox.powerbi.errors import ApiError
 from sandbox.powerbi.limits import HOUR, MINUTE, Limits, Window, retry_after_header
 from sandbox.powerbi.model import DatasetSchema, Relationship, TableState
+from sandbox.powerbi.reports import Report
 
 POWERBI_RESOURCE = "https://analysis.windows.net/powerbi/api"
 POWERBI_SCOPE = POWERBI_RESOURCE + "/.default"
@@ -156,6 +157,7 @@ class PowerBIState:
         self.principals = {p.client_id: p for p in (self.member, self.outsider)}
         self.members = {self.member.client_id}
         self.datasets: dict[str, Dataset] = {}
+        self.reports: dict[str, Report] = {}  # Fabric report items (reports_api.py)
         self.faults = Faults()
         self.stats = Stats()
         self.random = random.Random()
@@ -266,9 +268,10 @@ class PowerBIState:
 
     # ---- control ------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget datasets, faults and stats; identities and tokens stay valid."""
+        """Forget datasets, reports, faults and stats; identities and tokens stay valid."""
         with self.lock:
             self.datasets.clear()
+            self.reports.clear()
             self.faults = Faults()
             self.stats = Stats()
 

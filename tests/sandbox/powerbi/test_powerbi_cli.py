@@ -44,7 +44,8 @@ def test_start_reads_options_with_defaults_from_another_parser() -> None:
     servers, info = cli.start(argparse.Namespace(port=0))  # `sandbox up` passes xero's args
     try:
         assert info["api_url"].startswith("https://127.0.0.1:")
-        assert len(servers) == 1
+        assert len(servers) == 2  # the API on TLS, the viewer on plain HTTP (loopback)
+        assert info["viewer_url"].startswith("http://127.0.0.1:")
 
         session = session_for(info)
         app = msal_app(info, info["client_id"], info["client_secret"], session)

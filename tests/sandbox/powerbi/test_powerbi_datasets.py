@@ -119,7 +119,7 @@ def test_put_table_name_must_match_url(client: Client) -> None:
 def test_viewer_shows_datasets_tables_counts_and_rows(client: Client) -> None:
     dataset_id = client.create_ok(simple_dataset("Viewer <test>"))
     client.post_rows(dataset_id, "Invoices", [{**ROW, "contact": "<b>Acme</b>"}])
-    page = client.control("GET", "/")
+    page = client.control("GET", "/tables")  # the raw tables, one click from the viewer's `/`
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
     assert "Viewer &lt;test&gt;" in page.text

@@ -52,7 +52,7 @@ demo: setup
 	$(BIN)/python scripts/demo.py $(ARGS)
 
 bench: setup
-	$(BIN)/pytest benchmarks/bench_*.py -p no:cacheprovider -s
+	$(BIN)/pytest benchmarks/bench_*.py -p no:cacheprovider -s --timeout=3600
 
 clean:
 	rm -rf $(VENV) .tools .meltano/.installed

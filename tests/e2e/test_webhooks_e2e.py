@@ -53,6 +53,8 @@ echo done >> runs.log
 class World:
     """The sandboxes, the pipeline's files, and helpers to read both sides."""
 
+    destination = "push"  # the target's destination, as `tests.e2e.pipeline.Sandboxes` says
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.xero = XeroSandbox(

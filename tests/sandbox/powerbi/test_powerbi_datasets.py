@@ -129,7 +129,7 @@ def test_viewer_shows_datasets_tables_counts_and_rows(client: Client) -> None:
 
 
 def test_unknown_paths_and_methods_answer_power_bi_errors(client: Client) -> None:
-    response = client.request("GET", "/reports")
+    response = client.request("GET", "/dataflows")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "ItemNotFound"
     response = client.request("PATCH", "/datasets")

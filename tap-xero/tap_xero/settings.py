@@ -211,7 +211,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="On forbidden stream",
         description=(
             "What to do when Xero refuses a stream to an organisation for the app's tier or "
-            "a missing scope (HTTP 403, e.g. journals below the Advanced tier): 'skip' it "
+            "a missing scope (HTTP 401 insufficient_scope or 403, e.g. journals below the "
+            "Advanced tier): 'skip' it "
             "with one warning while the other streams go on, or 'fail' the run."
         ),
     ),

@@ -79,6 +79,8 @@ class TargetPowerBI(Target):
         self.last_state_at = 0
         self.last_record_at: dict[str, int] = {}
         self._ending = False
+        # the dataset whose report this run already checked: once a run, not at every push
+        self._report_checked_for: str | None = None
         self.shape = Shape(
             object_depth=self.settings.object_depth,
             child_table_depth=self.settings.child_table_depth,
@@ -279,7 +281,13 @@ class TargetPowerBI(Target):
             return  # nothing to push: no dataset is created for no rows
         sync = self.dataset_sync
         sync.sync()
-        if self.settings.report_file and self._client is not None and sync.dataset_id:
+        if (
+            self.settings.report_file
+            and self._client is not None
+            and sync.dataset_id
+            and sync.dataset_id != self._report_checked_for
+        ):
+            self._report_checked_for = sync.dataset_id
             deploy_report(
                 Deployment.of(self.settings, self.model, self._client, self.run_id),
                 self.store,

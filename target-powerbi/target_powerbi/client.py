@@ -59,7 +59,15 @@ from target_powerbi.limits import (
 from target_powerbi.settings import Settings
 
 WRITE_OPERATIONS = frozenset(
-    {"create_dataset", "delete_dataset", "put_table", "post_rows", "delete_rows", "rebind_report"}
+    {
+        "create_dataset",
+        "delete_dataset",
+        "put_table",
+        "post_rows",
+        "delete_rows",
+        "rebind_report",
+        "clone_tile",
+    }
 )
 
 # How Power BI words the Fabric tenant setting that bars service principals.
@@ -332,6 +340,54 @@ class PowerBIClient:
             json_body={"datasetId": dataset_id},
             what=f"report {report_id}",
         )
+
+    def list_dashboards(self) -> list[dict[str, Any]]:
+        """The workspace's dashboards (`Dashboards - Get Dashboards In Group`)."""
+        response = self._send("GET", "/dashboards", operation="list_dashboards")
+        return list(response.json().get("value", []))
+
+    def list_tiles(self, dashboard_id: str) -> list[dict[str, Any]]:
+        """A dashboard's tiles (`Dashboards - Get Tiles In Group`), each with its datasetId."""
+        response = self._send(
+            "GET", f"/dashboards/{quote(dashboard_id, safe='')}/tiles", operation="list_tiles"
+        )
+        return list(response.json().get("value", []))
+
+    def clone_tile(
+        self, dashboard_id: str, tile: dict[str, Any], dataset_id: str
+    ) -> dict[str, Any]:
+        """Copy a tile onto its own dashboard, bound to another dataset (`Clone Tile In Group`).
+
+        The copy goes to the dashboard's tail (Power BI's position-conflict default). An
+        attempt that seemed to fail may have cloned it: a retry first looks for the copy.
+        """
+        title, report_id = tile.get("title"), tile.get("reportId")
+
+        def cloned_after_all() -> None:
+            for existing in self.list_tiles(dashboard_id):
+                if (
+                    existing.get("datasetId") == dataset_id
+                    and existing.get("title") == title
+                    and existing.get("reportId") == report_id
+                ):
+                    raise _AlreadyCreatedError(existing)
+
+        body: dict[str, Any] = {"targetDashboardId": dashboard_id, "targetModelId": dataset_id}
+        if report_id:
+            body["targetReportId"] = report_id
+        try:
+            response = self._send(
+                "POST",
+                f"/dashboards/{quote(dashboard_id, safe='')}/tiles/"
+                f"{quote(str(tile['id']), safe='')}/Clone",
+                operation="clone_tile",
+                json_body=body,
+                what=f"tile {title!r}",
+                before_retry=cloned_after_all,
+            )
+        except _AlreadyCreatedError as recovered:
+            return recovered.value
+        return dict(response.json())
 
     def check_access(self) -> None:
         """Sign in and read the workspace: fails fast on credentials, tenant setting, access."""

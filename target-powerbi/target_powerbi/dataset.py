@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -35,6 +36,14 @@ class Client(Protocol):
     def list_reports(self) -> list[dict[str, Any]]: ...
 
     def rebind_report(self, report_id: str, dataset_id: str) -> None: ...
+
+    def list_dashboards(self) -> list[dict[str, Any]]: ...
+
+    def list_tiles(self, dashboard_id: str) -> list[dict[str, Any]]: ...
+
+    def clone_tile(
+        self, dashboard_id: str, tile: dict[str, Any], dataset_id: str
+    ) -> dict[str, Any]: ...
 
     def create_dataset(
         self, body: dict[str, Any], retention_policy: str = "None"
@@ -114,27 +123,72 @@ class DatasetSync:
             self._retire(retired, dataset_id)
 
     def _retire(self, old_id: str, new_id: str) -> None:
-        """Rebind the workspace's reports from the old dataset to the new one, then delete it.
+        """Move the workspace's reports and dashboard tiles to the new dataset, then delete
+        the old one.
 
         Runs once the new dataset holds every row; a run stopped before the end does it
-        on the next run (the old id stays in the store until then).
+        on the next run (the old id stays in the store until then). Deleting a dataset
+        deletes every tile that shows it, so the old one stays until its tiles are copied.
         """
         rebound = []
         for report in self.client.list_reports():
             if str(report.get("datasetId")) == old_id:
                 self.client.rebind_report(str(report["id"]), new_id)
                 rebound.append(str(report.get("name") or report["id"]))
+        try:
+            moved = self._move_tiles(old_id, new_id)
+        except PowerBIError as exc:
+            self.log.warning(
+                "Dataset %r was rebuilt as %s (reports rebound to it: %s), but its dashboard "
+                "tiles could not be moved (%s); the old dataset %s is kept so they stay, and "
+                "the next run tries again. To give them up, delete dataset %s in the workspace.",
+                self.dataset_name,
+                new_id,
+                rebound or "none",
+                exc,
+                old_id,
+                old_id,
+            )
+            return
         self.client.delete_dataset(old_id)
         self.store.set_meta("retired_dataset_id", None)
         self.log.warning(
-            "Dataset %r was rebuilt as %s: reports rebound to it: %s. The old dataset %s is "
-            "deleted; dashboards with tiles pinned from it must have those tiles pinned again "
-            "(Power BI cannot move tiles to another dataset).",
+            "Dataset %r was rebuilt as %s: reports rebound to it: %s; dashboard tiles "
+            "copied to it (each at the end of its dashboard): %s. The old dataset %s and "
+            "its tiles are deleted.",
             self.dataset_name,
             new_id,
             rebound or "none",
+            moved or "none",
             old_id,
         )
+
+    def _move_tiles(self, old_id: str, new_id: str) -> list[str]:
+        """Clone every tile showing the old dataset onto its dashboard, bound to the new one.
+
+        Power BI has no call to rebind a tile; `Clone Tile` with `targetModelId` makes a
+        bound copy. Copies made by an earlier, interrupted run are counted, never repeated.
+        """
+        moved = []
+        for dashboard in self.client.list_dashboards():
+            dashboard_id = str(dashboard["id"])
+            tiles = self.client.list_tiles(dashboard_id)
+            copied = Counter(
+                (t.get("title"), t.get("reportId"))
+                for t in tiles
+                if str(t.get("datasetId")) == new_id
+            )
+            for tile in tiles:
+                if str(tile.get("datasetId")) != old_id:
+                    continue
+                key = (tile.get("title"), tile.get("reportId"))
+                if copied[key] > 0:
+                    copied[key] -= 1
+                else:
+                    self.client.clone_tile(dashboard_id, tile, new_id)
+                name = dashboard.get("displayName") or dashboard_id
+                moved.append(f"{name}: {tile.get('title') or tile.get('id')}")
+        return moved
 
     def ensure_dataset(self) -> str:
         """Find the dataset by name, or create it with every table of the store."""

@@ -307,7 +307,95 @@ def test_a_new_table_rebuilds_the_dataset_and_rebinds_its_reports(
     assert [r["id"] for r in powerbi.rows("orders")] == ["o1"]  # from the store
     (rebound,) = powerbi.control("GET", "/published-reports")["reports"]
     assert rebound["id"] == report["id"] and rebound["datasetId"] == dataset["id"]
-    assert "Sales" in run.stderr and "rebound" in run.stderr and "dashboards" in run.stderr
+    assert "Sales" in run.stderr and "rebound" in run.stderr
+
+
+def pinned_dashboard(powerbi: PowerBI, dataset_id: str, report_id: str) -> str:
+    """A dashboard with two tiles pinned from the report on the dataset."""
+    dashboard = powerbi.control("POST", "/dashboards", {"name": "Daily"})["id"]
+    for title in ("Revenue", "Orders"):
+        tile = {"title": title, "datasetId": dataset_id, "reportId": report_id}
+        powerbi.control("POST", f"/dashboards/{dashboard}/tiles", tile)
+    return str(dashboard)
+
+
+def tiles_of(powerbi: PowerBI, dashboard_id: str) -> list[tuple[str, str, str | None]]:
+    (dashboard,) = [
+        d for d in powerbi.control("GET", "/dashboards")["dashboards"] if d["id"] == dashboard_id
+    ]
+    return sorted((t["title"], t["datasetId"], t.get("reportId")) for t in dashboard["tiles"])
+
+
+NEW_TABLE = (
+    schema("orders", ORDERS),
+    schema("notes", NOTES),
+    record("notes", id="n1", text="hello"),
+    state(at=2),
+)
+
+
+def test_a_rebuild_keeps_the_dashboard_tiles_bound_to_the_new_dataset(
+    powerbi: PowerBI, tmp_path: Path
+) -> None:
+    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
+    old = powerbi.dataset()["id"]
+    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
+    dashboard = pinned_dashboard(powerbi, old, report["id"])
+    run = powerbi.run(singer(tmp_path, "b", *NEW_TABLE))
+    new = powerbi.dataset()["id"]
+    assert new != old
+    assert tiles_of(powerbi, dashboard) == [
+        ("Orders", new, report["id"]),
+        ("Revenue", new, report["id"]),
+    ]
+    assert "Daily: Revenue" in run.stderr and "Daily: Orders" in run.stderr
+
+
+def test_a_rebuild_stopped_after_copying_tiles_copies_none_twice(
+    powerbi: PowerBI, tmp_path: Path
+) -> None:
+    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
+    old = powerbi.dataset()["id"]
+    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
+    dashboard = pinned_dashboard(powerbi, old, report["id"])
+    powerbi.faults(fail_next=1, operations=["DeleteDatasetInGroup"])
+    failed = powerbi.run(singer(tmp_path, "b", *NEW_TABLE), config={"max_retries": 0}, check=False)
+    assert failed.returncode != 0
+    assert len(powerbi.datasets()) == 2  # the old one kept, its tiles copied already
+    powerbi.faults(fail_next=0, operations=None)
+    powerbi.run(singer(tmp_path, "c", state(at=3)))
+    new = powerbi.dataset()["id"]
+    assert [d["id"] for d in powerbi.datasets()] == [new]
+    assert tiles_of(powerbi, dashboard) == [
+        ("Orders", new, report["id"]),
+        ("Revenue", new, report["id"]),
+    ]
+
+
+def test_tiles_that_cannot_be_copied_keep_the_old_dataset_until_a_later_run(
+    powerbi: PowerBI, tmp_path: Path
+) -> None:
+    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
+    old = powerbi.dataset()["id"]
+    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
+    dashboard = pinned_dashboard(powerbi, old, report["id"])
+    powerbi.faults(error_rate=1.0, operations=["GetTilesInGroup"])
+    run = powerbi.run(singer(tmp_path, "b", *NEW_TABLE), config={"max_retries": 0})
+    assert run.states == [{"at": 2}]
+    assert old in {d["id"] for d in powerbi.datasets()}
+    assert "could not be moved" in run.stderr and "next run tries again" in run.stderr
+    powerbi.faults(error_rate=0.0, operations=None)
+    assert tiles_of(powerbi, dashboard) == [
+        ("Orders", old, report["id"]),
+        ("Revenue", old, report["id"]),
+    ]
+    powerbi.run(singer(tmp_path, "c", state(at=3)))
+    new = powerbi.dataset()["id"]
+    assert [d["id"] for d in powerbi.datasets()] == [new]
+    assert tiles_of(powerbi, dashboard) == [
+        ("Orders", new, report["id"]),
+        ("Revenue", new, report["id"]),
+    ]
 
 
 def test_on_new_tables_fail_stops_with_one_line(powerbi: PowerBI, tmp_path: Path) -> None:

@@ -7,7 +7,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.powerbi import api, control, entra, reports_api, viewer, workspace_reports
+from sandbox.powerbi import (
+    api,
+    control,
+    entra,
+    reports_api,
+    viewer,
+    workspace_dashboards,
+    workspace_reports,
+)
 from sandbox.powerbi.state import PowerBIState
 
 
@@ -28,6 +36,7 @@ def build_app(state: PowerBIState) -> Starlette:
     return Starlette(
         routes=[
             *workspace_reports.routes(state),
+            *workspace_dashboards.routes(state),
             *viewer.routes(state),
             *control.routes(state),
             *api.routes(state),

@@ -183,7 +183,8 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "When the run brings tables the dataset lacks (Power BI cannot add tables to a "
             "push dataset): rebuild (create a new dataset from the local store, rebind the "
-            "workspace's reports to it, delete the old one) or fail (stop, changing nothing)."
+            "workspace's reports and copy its dashboard tiles to it, delete the old one) or "
+            "fail (stop, changing nothing)."
         ),
     ),
     th.Property(

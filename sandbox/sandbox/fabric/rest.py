@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from sandbox.fabric.errors import DroppedResponse, FabricError
 from sandbox.fabric.state import FABRIC_RESOURCE, FabricState, Item, utc
+from sandbox.fabric.tmdl import TmdlError, check_direct_lake, read_model
 from sandbox.powerbi.errors import ApiError
 from sandbox.powerbi.limits import retry_after_header
 from sandbox.powerbi.state import POWERBI_RESOURCE, Principal
@@ -81,6 +82,7 @@ def _mirroring_schema(parts: dict[str, bytes]) -> str:
 
 
 def _check_semantic_model(parts: dict[str, bytes]) -> None:
+    """The parts a semantic model definition needs (the documented structure)."""
     if "definition.pbism" not in parts:
         raise FabricError(400, "InvalidDefinition", "A semantic model needs definition.pbism.")
     tmdl = any(p.startswith("definition/") for p in parts)
@@ -281,6 +283,19 @@ class FabricApi:
         return JSONResponse({"continuationToken": None, "continuationUri": None, "data": data})
 
     # ---- semantic models ----------------------------------------------------------------
+    def _check_definition(self, definition: Any) -> None:
+        """The parts, then the TMDL: it reads, its relationships name its columns, and each
+        Direct Lake partition binds to a replicated table (columns and types)."""
+        parts = decode_parts(definition)
+        _check_semantic_model(parts)
+        if "model.bim" in parts:
+            return
+        self.state.replicate()
+        try:
+            check_direct_lake(read_model(parts), self.state.delta_tables)
+        except TmdlError as exc:
+            raise FabricError(400, "InvalidDefinition", str(exc)) from None
+
     async def list_semantic(self, request: Request) -> Response:
         return self._list(SEMANTIC)
 
@@ -290,7 +305,7 @@ class FabricApi:
         if not isinstance(name, str) or not name.strip():
             raise FabricError(400, "InvalidInput", "displayName is required.")
         definition: Any = body.get("definition")
-        _check_semantic_model(decode_parts(definition))
+        self._check_definition(definition)
         item = self.state.add_item(
             Item(
                 id=str(uuid.uuid4()),
@@ -310,8 +325,9 @@ class FabricApi:
     async def update_semantic_definition(self, request: Request) -> Response:
         item = self.state.item(request.path_params["itemId"], SEMANTIC)
         body = await _json(request)
-        _check_semantic_model(decode_parts(body.get("definition")))
+        self._check_definition(body.get("definition"))
         item.parts = list(body["definition"]["parts"])
+        item.versions += 1
         if self.state.lro_polls == 0:
             return Response(status_code=200)
         return self._accepted(request, None)

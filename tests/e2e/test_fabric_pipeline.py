@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.fabric import FabricSandboxes
 from tests.e2e.pipeline import Pipeline
 from tests.e2e.test_pipeline import DAY_OF_BUSINESS
 from tests.e2e.truth import compare
 
+MODEL_FILE = Path(__file__).parents[2] / "model" / "xero.model.yml"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
@@ -68,6 +70,26 @@ def test_first_run_mirrors_every_table_equal_to_xero(deployment: FabricDeploymen
     assert deployment.sandboxes.fabric.config["client_secret"] not in log.read_text()
 
 
+def test_the_direct_lake_model_is_the_whole_model_file(deployment: FabricDeployment) -> None:
+    """Every mirrored table, relationship and measure of model/xero.model.yml, in the semantic
+    model the target deployed (the sandbox checked it binds to the Delta tables)."""
+    raw = yaml.safe_load(MODEL_FILE.read_text(encoding="utf-8"))
+    [model] = deployment.sandboxes.fabric_get("semantic_models")["semanticModels"]
+    summary = {t["table"]: t for t in deployment.sandboxes.fabric_get("tables")["tables"]}
+    assert set(model["tables"]) == set(summary)
+    for name, table in model["tables"].items():
+        assert (table["mode"], table["entityName"]) == ("directLake", name)
+        assert set(table["columns"]) == set(summary[name]["columns"])
+    names = {r["name"] for r in model["relationships"]}
+    assert names == {r["name"] for r in raw["relationships"]}
+    for name, spec in raw["tables"].items():
+        deployed = model["tables"][name]["measures"]
+        for measure in spec.get("measures") or []:
+            assert deployed[measure["name"]]["expression"] == measure["expression"].strip()
+        for column in spec.get("columns") or {}:
+            assert model["tables"][name]["columns"][column]["dataType"] == "decimal"
+
+
 def test_a_day_of_business_lands_only_the_changes(deployment: FabricDeployment) -> None:
     sandboxes = deployment.sandboxes
     sandboxes.xero_post("clock", {"advance_seconds": 86_400})
@@ -101,3 +123,8 @@ def test_a_run_without_changes_lands_nothing(deployment: FabricDeployment) -> No
     deployment.run()
     deployment.assert_equal_to_xero()
     assert deployment.landed[-1] == 0
+    requests = deployment.sandboxes.stats()["requests"]
+    assert sum(requests["CreateSemanticModel"].values()) == 1
+    [model] = deployment.sandboxes.fabric_get("semantic_models")["semanticModels"]
+    updates = sum(requests.get("UpdateSemanticModelDefinition", {}).values())
+    assert model["versions"] == 1 + updates <= 2  # the day may bring a column, never more

@@ -125,3 +125,34 @@ def test_off_by_the_setting(fabric: Fabric) -> None:
     fabric.run("invoices_run1", config={"semantic_model": False})
     assert models(fabric) == []
     assert calls(fabric, "ListSemanticModels") == 0
+
+
+REPORT = """
+name: Invoices
+pages:
+  main:
+    title: Main
+    visuals:
+      - {type: card, title: Total, measures: [Total invoiced]}
+      - {type: column, title: By contact, measures: [Total invoiced], by: "contacts[Name]"}
+"""
+
+
+def test_the_report_is_bound_to_the_direct_lake_model(fabric: Fabric, tmp_path: Path) -> None:
+    report = tmp_path / "report.yml"
+    report.write_text(REPORT)
+    fabric.config["report_file"] = str(report)
+    fabric.run("invoices_run1")
+    [model] = models(fabric)
+    assert model["reports"] == ["Invoices"]
+    assert calls(fabric, "CreateReport") == 1
+    fabric.run("invoices_run2")  # nothing changed in the report or the model: no call
+    assert calls(fabric, "CreateReport") == 1
+    assert calls(fabric, "UpdateReportDefinition") == 0
+
+    report.write_text(REPORT.replace("contacts[Name]", "contacts[Nope]"))
+    run = fabric.run("invoices_run2")  # refused by Fabric (the model lacks it): one warning
+    warnings = [line for line in run.stderr.splitlines() if "not deployed" in line]
+    assert len(warnings) == 1 and "Report from" in warnings[0], run.stderr[-2000:]
+    assert "contacts[Nope]" in warnings[0]
+    assert fabric.stats()["requests"]["UpdateReportDefinition"] == {"400": 1}

@@ -134,6 +134,11 @@ class FabricControl(Control):
                         "displayName": item.display_name,
                         "versions": item.versions,
                         "databases": sorted(endpoints[b] for b in bound if b in endpoints),
+                        "reports": sorted(
+                            r.display_name
+                            for r in state.items.values()
+                            if r.type == "Report" and r.bound_to == item.id
+                        ),
                         **model,
                     }
                 )

@@ -49,6 +49,7 @@ class Item:
     mirroring_status: str = "Initialized"
     default_schema: str = "dbo"
     versions: int = 1  # definitions stored: 1 at creation, +1 per updateDefinition
+    bound_to: str | None = None  # a report's semantic model
 
     @property
     def sql_endpoint_id(self) -> str:

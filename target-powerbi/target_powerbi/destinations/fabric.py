@@ -37,6 +37,7 @@ from target_powerbi.destinations.parquet import arrow_type_name, columns_of, par
 from target_powerbi.destinations.semantic_model import SemanticModelDeploy
 from target_powerbi.mapping import INDEX_COLUMN, TableMap
 from target_powerbi.model import Model
+from target_powerbi.report import Deployment, deploy_report
 from target_powerbi.settings import Settings
 from target_powerbi.store import Store, TableState
 
@@ -280,11 +281,12 @@ class FabricDestination:
 
     def finish(self) -> None:
         """At the end of the run: the Direct Lake semantic model (setting ``semantic_model``),
-        deployed at most once a run, after every table is landed."""
+        deployed at most once a run, after every table is landed, and the report
+        (``report_file``) bound to it."""
         if self._model_deployed or not self.settings.semantic_model or not self.zone.database_id:
             return
         self._model_deployed = True
-        SemanticModelDeploy(
+        model_id = SemanticModelDeploy(
             self.rest,
             self.landed,
             self.model,
@@ -292,6 +294,19 @@ class FabricDestination:
             self.log,
             poll_seconds=max(60.0, self.settings.request_timeout),
         ).deploy(self.zone.database_id)
+        if model_id and self.settings.report_file:
+            # the report (report_file) bound to the Direct Lake model, as push binds it to
+            # the push dataset: the same PBIR files and calls (target_powerbi.report)
+            deployment = Deployment(
+                report_file=self.settings.report_file,
+                model=self.model,
+                api_url=self.settings.fabric_api_url,
+                workspace_id=self.settings.workspace_id,
+                dataset_name=self.settings.dataset_name,
+                session=self.rest.session,
+                token=self.rest.tokens.token,
+            )
+            deploy_report(deployment, self.landed, model_id, self.log)
 
     def _ensure_database(self) -> None:
         if self.zone.database_id:

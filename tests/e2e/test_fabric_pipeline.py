@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
+from sandbox.xero.util import date_of
 
+from tests.e2e import metrics
 from tests.e2e.fabric import FabricSandboxes
 from tests.e2e.pipeline import Pipeline
+from tests.e2e.test_model import _ours, xero_metrics
 from tests.e2e.test_pipeline import DAY_OF_BUSINESS
 from tests.e2e.truth import compare
 
@@ -80,6 +83,7 @@ def test_the_direct_lake_model_is_the_whole_model_file(deployment: FabricDeploym
     for name, table in model["tables"].items():
         assert (table["mode"], table["entityName"]) == ("directLake", name)
         assert set(table["columns"]) == set(summary[name]["columns"])
+    assert model["reports"] == ["Xero"]  # report_file, bound to this model
     names = {r["name"] for r in model["relationships"]}
     assert names == {r["name"] for r in raw["relationships"]}
     for name, spec in raw["tables"].items():
@@ -88,6 +92,27 @@ def test_the_direct_lake_model_is_the_whole_model_file(deployment: FabricDeploym
             assert deployed[measure["name"]]["expression"] == measure["expression"].strip()
         for column in spec.get("columns") or {}:
             assert model["tables"][name]["columns"][column]["dataType"] == "decimal"
+
+
+def test_the_measures_over_the_mirrored_tables_equal_xero(deployment: FabricDeployment) -> None:
+    """The model's measures, evaluated by their Python reference over the replicated Delta
+    tables (what the Direct Lake model reads), give Xero's own figures organisation by
+    organisation: the same proof as the push path's (tests/e2e/test_model.py)."""
+    xero = deployment.sandboxes.xero
+    today = date_of(xero.service.now_ms())
+    months = [metrics.add_months(metrics.month_start(today), -k) for k in range(12)]
+    tables = deployment.sandboxes.tables()
+    for tenant in deployment.sandboxes.tenants:
+        reference = metrics.Model(tables, tenant, today)
+        ours = _ours(reference, months)
+        theirs = xero_metrics(xero, tenant, today, months, reference.financial_year_start())
+        assert set(ours) == set(theirs)
+        for name, value in ours.items():
+            if isinstance(value, float) or isinstance(theirs[name], float):
+                assert value == pytest.approx(theirs[name], rel=1e-9), (tenant, name)
+            else:
+                assert value == theirs[name], (tenant, name)
+        assert ours["Total Assets"] and ours["Outstanding Receivables"]
 
 
 def test_a_day_of_business_lands_only_the_changes(deployment: FabricDeployment) -> None:

@@ -156,3 +156,62 @@ def test_tmdl_reads_quoted_names_fences_and_flags():
                 ),
             }
         )
+
+
+def _report(model_id: str, measure: str = "Total invoiced") -> list[dict[str, str]]:
+    connection = f"Data Source=powerbi://x;initial catalog=Xero;semanticmodelid={model_id}"
+    visual = {
+        "name": "v1",
+        "position": {"x": 0, "y": 0, "width": 10, "height": 10},
+        "visual": {
+            "visualType": "card",
+            "query": {
+                "queryState": {
+                    "Values": {
+                        "projections": [
+                            {
+                                "field": {
+                                    "Measure": {
+                                        "Expression": {"SourceRef": {"Entity": "invoices"}},
+                                        "Property": measure,
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                }
+            },
+        },
+    }
+    files = {
+        "definition.pbir": json.dumps(
+            {
+                "version": "4.0",
+                "datasetReference": {"byConnection": {"connectionString": connection}},
+            }
+        ),
+        "definition/pages/pages.json": json.dumps({"pageOrder": ["p"], "activePageName": "p"}),
+        "definition/pages/p/page.json": json.dumps({"name": "p", "displayName": "P"}),
+        "definition/pages/p/visuals/v1/visual.json": json.dumps(visual),
+    }
+    return [{"path": p, "payload": b64(t), "payloadType": "InlineBase64"} for p, t in files.items()]
+
+
+def test_a_report_binds_to_a_semantic_model_that_has_its_fields(fabric: Fabric, endpoint: str):
+    assert _create(fabric, _parts(endpoint, _table()))[0] == 201
+    model_id = fabric.rest("GET", "/semanticModels").json()["value"][0]["id"]
+    for parts, reason in [
+        (_report("9" * 8 + "-0000-0000-0000-" + "0" * 12), "is not in the workspace"),
+        (_report(model_id, "Nope"), "lacks: ['Nope']"),
+    ]:
+        refused = fabric.rest(
+            "POST", "/reports", json={"displayName": "R", "definition": {"parts": parts}}
+        )
+        assert refused.status_code == 400
+        assert reason in refused.json()["message"]
+    created = fabric.rest(
+        "POST", "/reports", json={"displayName": "R", "definition": {"parts": _report(model_id)}}
+    )
+    assert created.status_code == 201, created.text
+    [model] = fabric.control("GET", "/semantic_models").json()["semanticModels"]
+    assert model["reports"] == ["R"]

@@ -267,6 +267,17 @@ SCHEMA: dict[str, Any] = th.PropertiesList(
         title="Rows per file",
         description="Most rows in one Parquet file landed in OneLake (destination fabric).",
     ),
+    th.Property(
+        "semantic_model",
+        th.BooleanType,
+        default=True,
+        title="Semantic model",
+        description=(
+            "Destination fabric: deploy the model file's relationships and measures as a "
+            "Direct Lake semantic model (named dataset_name) over the mirrored tables, "
+            "updated when the model or the tables change; a failure to deploy is a warning."
+        ),
+    ),
 ).to_dict()
 
 
@@ -345,6 +356,7 @@ class Settings:
     onelake_url: str
     fabric_api_url: str
     rows_per_file: int
+    semantic_model: bool
     replace_partitions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size_rows: int | None = None  # the Singer SDK's own setting, when given
 
@@ -400,4 +412,5 @@ class Settings:
             onelake_url=str(c["onelake_url"]).rstrip("/"),
             fabric_api_url=str(c["fabric_api_url"]).rstrip("/"),
             rows_per_file=int(c["rows_per_file"]),
+            semantic_model=bool(c["semantic_model"]),
         )

@@ -124,7 +124,7 @@ class TargetPowerBI(Target):
             # imported here: pyarrow and Azure's SDK load only for this destination
             from target_powerbi.destinations.fabric import FabricDestination
 
-            self._fabric = FabricDestination(self.settings, self.store, self.logger)
+            self._fabric = FabricDestination(self.settings, self.store, self.logger, self.model)
         return self._fabric
 
     def map_stream(
@@ -276,6 +276,8 @@ class TargetPowerBI(Target):
         if self.settings.destination == "fabric":
             if store.tables():
                 self.fabric.sync()
+                if self._ending:
+                    self.fabric.finish()  # the semantic model, once the input is done
             return
         if not store.tables() or not (store.get_meta("dataset_id") or store.has_rows()):
             return  # nothing to push: no dataset is created for no rows

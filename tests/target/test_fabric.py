@@ -38,7 +38,10 @@ def test_creates_the_database_and_lands_only_changes(fabric: Fabric) -> None:
     fabric.run("invoices_run1")
     fabric.assert_mirrors_store()
     items = fabric.control("GET", "/items")
-    assert [i["displayName"] for i in items["items"]] == ["Finance"]
+    assert [(i["type"], i["displayName"]) for i in items["items"]] == [
+        ("MirroredDatabase", "Finance"),
+        ("SemanticModel", "Finance"),
+    ]
     tables = fabric.tables()
     assert tables["invoices"]["keyColumns"] == ["InvoiceID"]
     assert tables["invoices__Lines"]["keyColumns"] == ["InvoiceID", "_index"]

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from sandbox.fabric.replicator import MirroredTable
 from sandbox.fabric.state import FabricState
+from sandbox.fabric.tmdl import SQL_DATABASE, TmdlError, read_model
 from sandbox.powerbi.control import Control
 
 VIEWER_ROWS = 10
@@ -107,6 +108,42 @@ class FabricControl(Control):
                 }
             )
 
+    async def semantic_models(self, request: Request) -> Response:
+        """Each semantic model as read from its TMDL: tables (columns, measures, partition),
+        relationships, the mirrored database it binds to, and how many definitions it had."""
+        state = self.fabric
+        with state.lock:
+            out = []
+            for item in state.items.values():
+                if item.type != "SemanticModel":
+                    continue
+                parts = {p["path"]: base64.b64decode(p.get("payload", "")) for p in item.parts}
+                try:
+                    model: dict[str, Any] = read_model(parts).to_json()
+                except TmdlError as exc:  # a TMSL (model.bim) definition, say
+                    model = {"error": str(exc)}
+                endpoints = {i.sql_endpoint_id: i.id for i in state.items.values()}
+                bound = {
+                    m.group(2)
+                    for e in (model.get("expressions") or {}).values()
+                    if e and (m := SQL_DATABASE.search(e))
+                }
+                out.append(
+                    {
+                        "id": item.id,
+                        "displayName": item.display_name,
+                        "versions": item.versions,
+                        "databases": sorted(endpoints[b] for b in bound if b in endpoints),
+                        "reports": sorted(
+                            r.display_name
+                            for r in state.items.values()
+                            if r.type == "Report" and r.bound_to == item.id
+                        ),
+                        **model,
+                    }
+                )
+        return JSONResponse({"semanticModels": out})
+
 
 def _item_name(state: FabricState, item_id: str) -> str | None:
     item = state.items.get(item_id)
@@ -175,6 +212,7 @@ def routes(state: FabricState) -> list[Route]:
         Route("/_sandbox/stats", control.fabric_stats, methods=["GET"]),
         Route("/_sandbox/faults", control.fabric_faults, methods=["GET", "POST"]),
         Route("/_sandbox/items", control.items, methods=["GET"]),
+        Route("/_sandbox/semantic_models", control.semantic_models, methods=["GET"]),
         Route("/_sandbox/reset", control.reset, methods=["POST"]),
         Route("/_sandbox/clock", control.clock, methods=["GET", "POST"]),
     ]

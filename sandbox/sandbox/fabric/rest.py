@@ -16,13 +16,16 @@ from starlette.routing import Route
 
 from sandbox.fabric.errors import DroppedResponse, FabricError
 from sandbox.fabric.state import FABRIC_RESOURCE, FabricState, Item, utc
+from sandbox.fabric.tmdl import TmdlError, check_direct_lake, read_model
 from sandbox.powerbi.errors import ApiError
 from sandbox.powerbi.limits import retry_after_header
+from sandbox.powerbi.reports import DefinitionError, bound_dataset, parse_pages
 from sandbox.powerbi.state import POWERBI_RESOURCE, Principal
 
 Handler = Callable[[Request], Awaitable[Response]]
 MIRRORED = "MirroredDatabase"
 SEMANTIC = "SemanticModel"
+REPORT = "Report"
 _WORKSPACE_CODES = {401: "PrincipalTypeNotSupported", 403: "InsufficientPrivileges"}
 
 
@@ -81,6 +84,7 @@ def _mirroring_schema(parts: dict[str, bytes]) -> str:
 
 
 def _check_semantic_model(parts: dict[str, bytes]) -> None:
+    """The parts a semantic model definition needs (the documented structure)."""
     if "definition.pbism" not in parts:
         raise FabricError(400, "InvalidDefinition", "A semantic model needs definition.pbism.")
     tmdl = any(p.startswith("definition/") for p in parts)
@@ -281,6 +285,19 @@ class FabricApi:
         return JSONResponse({"continuationToken": None, "continuationUri": None, "data": data})
 
     # ---- semantic models ----------------------------------------------------------------
+    def _check_definition(self, definition: Any) -> None:
+        """The parts, then the TMDL: it reads, its relationships name its columns, and each
+        Direct Lake partition binds to a replicated table (columns and types)."""
+        parts = decode_parts(definition)
+        _check_semantic_model(parts)
+        if "model.bim" in parts:
+            return
+        self.state.replicate()
+        try:
+            check_direct_lake(read_model(parts), self.state.delta_tables)
+        except TmdlError as exc:
+            raise FabricError(400, "InvalidDefinition", str(exc)) from None
+
     async def list_semantic(self, request: Request) -> Response:
         return self._list(SEMANTIC)
 
@@ -290,7 +307,7 @@ class FabricApi:
         if not isinstance(name, str) or not name.strip():
             raise FabricError(400, "InvalidInput", "displayName is required.")
         definition: Any = body.get("definition")
-        _check_semantic_model(decode_parts(definition))
+        self._check_definition(definition)
         item = self.state.add_item(
             Item(
                 id=str(uuid.uuid4()),
@@ -310,8 +327,9 @@ class FabricApi:
     async def update_semantic_definition(self, request: Request) -> Response:
         item = self.state.item(request.path_params["itemId"], SEMANTIC)
         body = await _json(request)
-        _check_semantic_model(decode_parts(body.get("definition")))
+        self._check_definition(body.get("definition"))
         item.parts = list(body["definition"]["parts"])
+        item.versions += 1
         if self.state.lro_polls == 0:
             return Response(status_code=200)
         return self._accepted(request, None)
@@ -319,6 +337,75 @@ class FabricApi:
     async def delete_semantic(self, request: Request) -> Response:
         self.state.delete_item(self.state.item(request.path_params["itemId"], SEMANTIC))
         return Response(status_code=200)
+
+    # ---- reports (PBIR bound to a semantic model of this workspace) ---------------------
+    def _check_report(self, definition: Any) -> str:
+        """The semantic model the PBIR definition is bound to (byConnection), which must be
+        an item here holding every measure and column its visuals show."""
+        parts = decode_parts(definition)
+        try:
+            text = {path: raw.decode("utf-8") for path, raw in parts.items()}
+            model_id = bound_dataset(text)
+            pages, _ = parse_pages(text)
+        except (DefinitionError, UnicodeDecodeError) as exc:
+            raise FabricError(400, "InvalidDefinition", str(exc)) from None
+        model = self.state.items.get(model_id)
+        if model is None or model.type != SEMANTIC:
+            msg = f"The semantic model {model_id} is not in the workspace."
+            raise FabricError(400, "InvalidDefinition", msg)
+        try:
+            tables = read_model(
+                {p["path"]: base64.b64decode(p["payload"]) for p in model.parts}
+            ).tables
+        except TmdlError as exc:
+            raise FabricError(400, "InvalidDefinition", str(exc)) from None
+        measures = {m.name for t in tables.values() for m in t.of("measure")}
+        for visual in (v for page in pages for v in page.visuals):
+            missing = [m for m in (*visual.measures, visual.top or "") if m and m not in measures]
+            if visual.by is not None:
+                table, column = visual.by
+                if table not in tables or column not in {
+                    c.name for c in tables[table].of("column")
+                }:
+                    missing.append(f"{table}[{column}]")
+            if missing:
+                msg = f"Visual {visual.name} shows what the semantic model lacks: {missing}"
+                raise FabricError(400, "InvalidDefinition", msg)
+        return model_id
+
+    async def list_reports(self, request: Request) -> Response:
+        return self._list(REPORT)
+
+    async def create_report(self, request: Request) -> Response:
+        body = await _json(request)
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name.strip():
+            raise FabricError(400, "InvalidInput", "displayName is required.")
+        definition: Any = body.get("definition")
+        bound = self._check_report(definition)
+        item = self.state.add_item(
+            Item(
+                id=str(uuid.uuid4()),
+                type=REPORT,
+                display_name=name,
+                description=str(body.get("description") or ""),
+                parts=list(definition["parts"]),
+                bound_to=bound,
+            )
+        )
+        if self.state.lro_polls == 0:
+            return JSONResponse(self._summary(item), status_code=201)
+        return self._accepted(request, self._summary(item))
+
+    async def update_report_definition(self, request: Request) -> Response:
+        item = self.state.item(request.path_params["itemId"], REPORT)
+        body = await _json(request)
+        item.bound_to = self._check_report(body.get("definition"))
+        item.parts = list(body["definition"]["parts"])
+        item.versions += 1
+        if self.state.lro_polls == 0:
+            return Response(status_code=200)
+        return self._accepted(request, None)
 
     # ---- long-running operations --------------------------------------------------------
     async def operation_state(self, request: Request) -> Response:
@@ -411,6 +498,13 @@ def routes(state: FabricState) -> list[Route]:
         Route(
             f"{semantic}/updateDefinition",
             op("UpdateSemanticModelDefinition", api.update_semantic_definition),
+            methods=["POST"],
+        ),
+        Route(f"{ws}/reports", op("ListReports", api.list_reports)),
+        Route(f"{ws}/reports", op("CreateReport", api.create_report), methods=["POST"]),
+        Route(
+            f"{ws}/reports/{{itemId}}/updateDefinition",
+            op("UpdateReportDefinition", api.update_report_definition),
             methods=["POST"],
         ),
         Route("/v1/operations/{operationId}", op("GetOperationState", api.operation_state)),

@@ -48,6 +48,12 @@ class Item:
     parts: list[dict[str, Any]]
     mirroring_status: str = "Initialized"
     default_schema: str = "dbo"
+    versions: int = 1  # definitions stored: 1 at creation, +1 per updateDefinition
+    bound_to: str | None = None  # a report's semantic model
+
+    @property
+    def sql_endpoint_id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, self.id))
 
     def summary(self, workspace_id: str, onelake_url: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -62,7 +68,7 @@ class Item:
                 "oneLakeTablesPath": f"{onelake_url}/{workspace_id}/{self.id}/Tables",
                 "sqlEndpointProperties": {
                     "connectionString": "sandbox.datawarehouse.fabric.microsoft.com",
-                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, self.id)),
+                    "id": self.sql_endpoint_id,
                     "provisioningStatus": "Success",
                 },
                 "defaultSchema": self.default_schema,
@@ -222,6 +228,19 @@ class FabricState(PowerBIState):
                     continue
                 if item_id is None or item.id == item_id:
                     self.replicator.scan(f"{self.workspace_id}/{item.id}", item.default_schema)
+
+    def delta_tables(self, sql_endpoint_id: str) -> dict[tuple[str, str], dict[str, Any]] | None:
+        """The replicated tables of the mirrored database with this SQL analytics endpoint:
+        (schema, table) -> column -> Delta (arrow) type; None when no database has it."""
+        with self.lock:
+            for item in self.items.values():
+                if item.type == "MirroredDatabase" and item.sql_endpoint_id == sql_endpoint_id:
+                    return {
+                        (t.schema, t.name): dict(t.delta_types)
+                        for t in self.replicator.tables.values()
+                        if t.database == item.id and t.exists()
+                    }
+            return None
 
     def tables_json(self) -> dict[str, Any]:
         with self.lock:

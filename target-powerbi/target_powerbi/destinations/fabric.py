@@ -19,6 +19,7 @@ import base64
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -33,7 +34,10 @@ from target_powerbi.destinations.onelake import (
     MsalCredential,
 )
 from target_powerbi.destinations.parquet import arrow_type_name, columns_of, parquet_file
+from target_powerbi.destinations.semantic_model import SemanticModelDeploy
 from target_powerbi.mapping import INDEX_COLUMN, TableMap
+from target_powerbi.model import Model
+from target_powerbi.report import Deployment, deploy_report
 from target_powerbi.settings import Settings
 from target_powerbi.store import Store, TableState
 
@@ -101,13 +105,21 @@ class FabricRest:
         self.session.close()
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
-        """One call, retried on 5xx, 429 (its Retry-After), lost connections and a 401."""
+        """One call, retried on 5xx, 429 (its Retry-After), lost connections and a 401.
+
+        ``path`` is under the workspace, or an absolute URL on the API's own host (the
+        ``Location`` of a long-running operation: the token goes nowhere else).
+        """
+        url = path if path.startswith(("https://", "http://")) else self.base + path
+        if urlsplit(url).netloc != urlsplit(self.base).netloc:
+            msg = f"Fabric answered with a URL that is not on {urlsplit(self.base).netloc}."
+            raise FabricError(msg)
 
         def attempt() -> requests.Response:
             headers = {"Authorization": f"Bearer {self.tokens.token()}"}
             try:
                 response = self.session.request(
-                    method, self.base + path, json=body, headers=headers, timeout=self.timeout
+                    method, url, json=body, headers=headers, timeout=self.timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise retry.Retry(type(exc).__name__, final=self._error(path, None)) from None
@@ -206,8 +218,16 @@ class FabricRest:
 class FabricDestination:
     """Lands the store's changes in the open mirrored database named ``dataset_name``."""
 
-    def __init__(self, settings: Settings, store: Store, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        logger: logging.Logger,
+        model: Model | None = None,
+    ) -> None:
         self.settings = settings
+        self.model = model or Model()
+        self._model_deployed = False
         self.store = store
         self.log = logger
         self.landed = Landed(store.path)
@@ -258,6 +278,35 @@ class FabricDestination:
         self._ensure_database()
         for table in tables:
             self._sync_table(table)
+
+    def finish(self) -> None:
+        """At the end of the run: the Direct Lake semantic model (setting ``semantic_model``),
+        deployed at most once a run, after every table is landed, and the report
+        (``report_file``) bound to it."""
+        if self._model_deployed or not self.settings.semantic_model or not self.zone.database_id:
+            return
+        self._model_deployed = True
+        model_id = SemanticModelDeploy(
+            self.rest,
+            self.landed,
+            self.model,
+            self.settings.dataset_name,
+            self.log,
+            poll_seconds=max(60.0, self.settings.request_timeout),
+        ).deploy(self.zone.database_id)
+        if model_id and self.settings.report_file:
+            # the report (report_file) bound to the Direct Lake model, as push binds it to
+            # the push dataset: the same PBIR files and calls (target_powerbi.report)
+            deployment = Deployment(
+                report_file=self.settings.report_file,
+                model=self.model,
+                api_url=self.settings.fabric_api_url,
+                workspace_id=self.settings.workspace_id,
+                dataset_name=self.settings.dataset_name,
+                session=self.rest.session,
+                token=self.rest.tokens.token,
+            )
+            deploy_report(deployment, self.landed, model_id, self.log)
 
     def _ensure_database(self) -> None:
         if self.zone.database_id:

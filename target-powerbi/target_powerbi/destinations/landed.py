@@ -71,7 +71,10 @@ class Landed:
         row = self._db.execute("SELECT v FROM fabric_meta WHERE k=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM fabric_meta WHERE k=?", (key,))
+            return
         self._db.execute("INSERT OR REPLACE INTO fabric_meta (k, v) VALUES (?, ?)", (key, value))
 
     def register(self, name: str, key_columns: list[str]) -> None:

@@ -306,8 +306,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=3,
         title="Report closed periods to refresh",
         description=(
-            "Closed months the report streams read again on each run, besides the months "
-            "still open at the last run (late entries change them)."
+            "Only when the report check (ProfitAndLoss and BalanceSheet) is refused: closed "
+            "months read again each run besides the open ones. Otherwise a run re-reads from "
+            "the first month whose figures changed, never a month locked for all users."
         ),
     ),
     th.Property(

@@ -126,6 +126,15 @@ class Call:
     period: tuple[date, date] | None = None
 
 
+def history_start(start: date | None, today: date, history_months: int | None) -> date:
+    """The first month of report history: `start` (default a year back), within the bound."""
+    last = month_start(today)
+    first = month_start(start) if start is not None else add_months(last, -11)
+    if history_months is not None:
+        first = max(first, add_months(last, -(max(history_months, 1) - 1)))
+    return first
+
+
 def months_to_read(
     start: date | None,
     today: date,
@@ -140,9 +149,7 @@ def months_to_read(
     bookmark) and `closed_to_refresh` closed months before them, never before `start`.
     """
     last = month_start(today)
-    first = month_start(start) if start is not None else add_months(last, -11)
-    if history_months is not None:
-        first = max(first, add_months(last, -(max(history_months, 1) - 1)))
+    first = history_start(start, today, history_months)
     if bookmark is not None:
         reopen = add_months(month_start(min(bookmark, today)), -max(closed_to_refresh, 0))
         first = max(first, reopen)
@@ -175,9 +182,7 @@ def check_window(
     between that run and the lock).
     """
     last = month_start(today)
-    first = add_months(last, -(max(history_months, 1) - 1))
-    if start is not None:
-        first = max(first, month_start(start))
+    first = history_start(start, today, history_months)
     opened = unlocked_from(lock)
     if opened is not None:
         first = max(first, min([opened, *checked_before]))

@@ -108,6 +108,8 @@ def test_a_lock_date_closes_the_months_that_end_on_or_before_it():
     assert unlocked_from(date(2026, 6, 15)) == date(2026, 6, 1)  # June still open after the 15th
     today = date(2026, 11, 20)
     assert check_window(date(2000, 1, 1), today, 24, None)[0] == date(2024, 12, 1)
+    # Without start_date, a later run checks the year a first run read, no more.
+    assert check_window(None, today, 24, None) == months_to_read(None, today, None, 3, 24)
     assert check_window(START, today, 24, date(2026, 6, 30)) == [
         date(2026, m, 1) for m in range(7, 12)
     ]

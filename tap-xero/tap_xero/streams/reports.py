@@ -71,7 +71,6 @@ NIL_ID = "00000000-0000-0000-0000-000000000000"
 DIGESTS_KEY = "period_digests"  # in a partition's state: each month's check digest at the last read
 # The lock date that binds every user, advisers included (PeriodLockDate spares advisers).
 LOCK_FIELD = "EndOfYearLockDate"
-CHECK_REPORTS = ("ProfitAndLoss", "BalanceSheet")
 
 
 @dataclass(frozen=True)

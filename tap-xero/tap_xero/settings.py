@@ -286,8 +286,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="Report history (months)",
         description=(
             "Months of report history the first run reads, this month included (never "
-            "before start_date), and the most a later run checks for late entries. 24 months of the demo company's reports cost about 110 calls "
-            "per organisation, well inside a Starter app's 1,000-call day."
+            "before start_date), and the most a later run checks for late entries. 24 months "
+            "of the demo company's reports cost about 110 calls per organisation, well inside "
+            "a Starter app's 1,000-call day."
         ),
     ),
     th.Property(

@@ -7,8 +7,9 @@ its section, its row label and, when a cell carries the `account` attribute, the
 account. Nothing is inferred from a position except the pairing of a cell with the
 header cell above it, which is what the header is for.
 
-The plan: months from `start_date` (or the bookmark, less the closed months to refresh)
-to today, in as few calls as each report's `periods` parameter allows.
+The plan: months from `start_date` (bounded by `report_history_months`) to today on a
+first run; later runs re-read only the months late entries can have changed (see
+`months_to_reread`), in as few calls as each report's `periods` parameter allows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import calendar
 import dataclasses
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -124,6 +126,15 @@ class Call:
     period: tuple[date, date] | None = None
 
 
+def history_start(start: date | None, today: date, history_months: int | None) -> date:
+    """The first month of report history: `start` (default a year back), within the bound."""
+    last = month_start(today)
+    first = month_start(start) if start is not None else add_months(last, -11)
+    if history_months is not None:
+        first = max(first, add_months(last, -(max(history_months, 1) - 1)))
+    return first
+
+
 def months_to_read(
     start: date | None,
     today: date,
@@ -138,14 +149,80 @@ def months_to_read(
     bookmark) and `closed_to_refresh` closed months before them, never before `start`.
     """
     last = month_start(today)
-    first = month_start(start) if start is not None else add_months(last, -11)
-    if history_months is not None:
-        first = max(first, add_months(last, -(max(history_months, 1) - 1)))
+    first = history_start(start, today, history_months)
     if bookmark is not None:
         reopen = add_months(month_start(min(bookmark, today)), -max(closed_to_refresh, 0))
         first = max(first, reopen)
     first = min(first, last)
     return [add_months(first, n) for n in range(months_between(last, first) + 1)]
+
+
+def unlocked_from(lock: date | None) -> date | None:
+    """The first month a lock date leaves open (None: no lock).
+
+    Xero refuses to add or edit a transaction dated on or before a lock date, so a month
+    that ends on or before it cannot change; a lock inside a month leaves that month open.
+    """
+    if lock is None:
+        return None
+    return add_months(lock, 1) if lock >= month_end(lock) else month_start(lock)
+
+
+def check_window(
+    start: date | None,
+    today: date,
+    history_months: int,
+    lock: date | None,
+    checked_before: Iterable[date] = (),
+) -> list[date]:
+    """The months whose figures a later run checks, oldest first.
+
+    Every month the lock date leaves open, within the report history; and, once more,
+    any month the previous run checked that has been locked since (it may have changed
+    between that run and the lock).
+    """
+    last = month_start(today)
+    first = history_start(start, today, history_months)
+    opened = unlocked_from(lock)
+    if opened is not None:
+        first = max(first, min([opened, *checked_before]))
+    first = min(first, add_months(last, 1))
+    return [add_months(first, n) for n in range(months_between(last, first) + 1)]
+
+
+def month_key(month: date) -> str:
+    return month.isoformat()[:7]
+
+
+def period_digests(rows: Iterable[dict[str, Any]], months: list[date]) -> dict[str, str]:
+    """A digest of each month's non-zero figures in the check reports' tidy rows.
+
+    Zero cells are left out: whether a report shows an account with 0.00 in a month
+    depends on the other months of the same call, not on that month's ledger.
+    """
+    lines: dict[str, list[str]] = defaultdict(list)
+    fields = ("report", "basis", "section", "account_id", "row_title", "column", "value_text")
+    for row in rows:
+        if not row.get("period_end") or row.get("value") == 0 or not row.get("value_text"):
+            continue
+        lines[str(row["period_end"])[:7]].append("\x1f".join(str(row.get(k)) for k in fields))
+    return {month_key(m): row_key(*sorted(lines.get(month_key(m), []))) for m in sorted(months)}
+
+
+def months_to_reread(
+    window: list[date], digests: dict[str, str], before: dict[str, str]
+) -> list[date]:
+    """The months to read again: from the first whose figures changed to this month.
+
+    A change dated in a month moves that month's profit and loss or its month-end
+    balance sheet (accrual or cash basis), and every later month's positions and
+    year-to-date figures with it; a month the last run did not check counts as changed.
+    """
+    for index, month in enumerate(window):
+        key = month_key(month)
+        if before.get(key) != digests.get(key):
+            return window[index:]
+    return []
 
 
 def _basis_params(basis: str) -> dict[str, str]:

@@ -286,8 +286,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="Report history (months)",
         description=(
             "Months of report history the first run reads, this month included (never "
-            "before start_date). 24 months of the demo company's reports cost about 110 calls "
-            "per organisation, well inside a Starter app's 1,000-call day."
+            "before start_date), and the most a later run checks for late entries. 24 months "
+            "of the demo company's reports cost about 110 calls per organisation, well inside "
+            "a Starter app's 1,000-call day."
         ),
     ),
     th.Property(
@@ -306,8 +307,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=3,
         title="Report closed periods to refresh",
         description=(
-            "Closed months the report streams read again on each run, besides the months "
-            "still open at the last run (late entries change them)."
+            "Only when the report check (ProfitAndLoss and BalanceSheet) is refused: closed "
+            "months read again each run besides the open ones. Otherwise a run re-reads from "
+            "the first month whose figures changed, never a month locked for all users."
         ),
     ),
     th.Property(

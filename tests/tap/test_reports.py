@@ -10,18 +10,26 @@ import math
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
+import requests
 from tap_xero.reports import (
     Accounts,
     Call,
+    add_months,
     balance_sheet_calls,
     budget_summary_calls,
+    check_window,
     flatten,
     month_end,
+    months_between,
     months_to_read,
+    months_to_reread,
     parse_number,
+    period_digests,
     profit_and_loss_calls,
+    unlocked_from,
 )
 
 from tests.tap.xero_helpers import control, run_tap, start_sandbox, tap_config, truth
@@ -92,6 +100,54 @@ def test_balance_sheet_and_budget_plans():
     budget = budget_summary_calls([date(2026, 11, 1)])
     assert [c.params["date"] for c in budget] == ["2026-11-01"]
     assert len(budget[0].months) == 12
+
+
+def test_a_lock_date_closes_the_months_that_end_on_or_before_it():
+    assert unlocked_from(None) is None
+    assert unlocked_from(date(2026, 6, 30)) == date(2026, 7, 1)
+    assert unlocked_from(date(2026, 6, 15)) == date(2026, 6, 1)  # June still open after the 15th
+    today = date(2026, 11, 20)
+    assert check_window(date(2000, 1, 1), today, 24, None)[0] == date(2024, 12, 1)
+    # Without start_date, a later run checks the year a first run read, no more.
+    assert check_window(None, today, 24, None) == months_to_read(None, today, None, 3, 24)
+    assert check_window(START, today, 24, date(2026, 6, 30)) == [
+        date(2026, m, 1) for m in range(7, 12)
+    ]
+    # A month the last run checked and that is locked since is checked once more.
+    window = check_window(START, today, 24, date(2026, 6, 30), [date(2026, 5, 1)])
+    assert window[0] == date(2026, 5, 1)
+    assert check_window(START, today, 24, date(2026, 11, 30)) == []  # all locked
+
+
+def _figure(month: str, value: float, account: str = "a") -> dict[str, Any]:
+    return {
+        "report": "ProfitAndLoss",
+        "basis": "accrual",
+        "section": "Income",
+        "account_id": account,
+        "row_title": "Sales",
+        "column": month,
+        "period_end": f"{month}-28",
+        "value": value,
+        "value_text": f"{value:.2f}",
+    }
+
+
+def test_the_months_reread_start_at_the_first_whose_figures_changed():
+    window = [date(2026, m, 1) for m in range(7, 12)]
+    rows = [_figure(f"2026-{m:02d}", 10.0 * m) for m in range(7, 12)]
+    before = period_digests(rows, window)
+    assert months_to_reread(window, before, before) == []
+    # A zero cell (an account shown because another month of the call moved) changes nothing.
+    assert period_digests([*rows, _figure("2026-08", 0.0, "b")], window) == before
+    changed = period_digests([*rows[:2], _figure("2026-09", 1.0), *rows[3:]], window)
+    assert months_to_reread(window, changed, before) == window[2:]
+    # A month the last run did not check (a new month, or no digests yet) counts as changed.
+    assert months_to_reread(window, before, {}) == window
+    new_month = [*window, date(2026, 12, 1)]
+    assert months_to_reread(new_month, period_digests(rows, new_month), before) == [
+        date(2026, 12, 1)
+    ]
 
 
 # ---------------------------------------------------------------- flattening
@@ -350,24 +406,160 @@ def test_budget_and_aged_reports_agree_with_records(report_run):
     assert {c: v for c, v in totals.items() if v} == {c: v for c, v in due.items() if v}
 
 
-def test_calls_are_few_and_later_runs_reread_only_recent_months(report_run):
+def test_calls_are_few_and_an_unchanged_ledger_is_not_read_again(report_run):
     tenant = report_run["tenant"]
     months = months_to_read(START, datetime.now(timezone.utc).date(), None, 3)
     planned = profit_and_loss_calls(months, ("accrual", "cash"))
+    sheets = balance_sheet_calls(months, ("accrual", "cash"))
     assert _calls(report_run["stats"], tenant, "Reports/ProfitAndLoss") == len(planned) <= 6
+    # The check's answers serve the balance sheet stream: no call twice.
+    assert _calls(report_run["stats"], tenant, "Reports/BalanceSheet") == len(sheets)
     assert _calls(report_run["stats"], tenant, "Reports/TrialBalance") == 2 * len(months)
     assert _calls(report_run["stats"], tenant, "Accounts") == 1  # one lookup for all reports
     assert _calls(report_run["stats"], tenant, "Contacts") == 1  # one list for both aged reports
-    # Second run: the month open at the bookmark and one closed month before it.
-    second_months = {r["period_start"] for r in report_run["second"].records["profit_and_loss"]}
-    today = datetime.now(timezone.utc).date()
-    this_month = date(today.year, today.month, 1)
-    previous = date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
-    assert second_months == {previous.isoformat(), this_month.isoformat()}
-    extra = _calls(report_run["second_stats"], tenant, "Reports/ProfitAndLoss") - _calls(
-        report_run["stats"], tenant, "Reports/ProfitAndLoss"
-    )
-    assert extra == 2  # one call per basis
+    # Second run, nothing changed in between: the check's calls, and no month read again.
+    assert report_run["second"].records.get("profit_and_loss", []) == []
+    for endpoint, calls in (("ProfitAndLoss", planned), ("BalanceSheet", sheets)):
+        extra = _calls(report_run["second_stats"], tenant, f"Reports/{endpoint}") - _calls(
+            report_run["stats"], tenant, f"Reports/{endpoint}"
+        )
+        assert extra == len(calls), endpoint
+
+
+# ---------------------------------------------------------------- late entries and lock dates
+
+
+def _asked_months(query: str) -> set[date]:
+    """The months a report request covers, from its query string."""
+    params = {k: v[0] for k, v in parse_qs(query).items()}
+    last = month_end(date.fromisoformat(params.get("toDate") or params["date"]))
+    return {add_months(last, -k) for k in range(int(params.get("periods", "0")) + 1)}
+
+
+def _report_requests(stats: dict[str, Any], since: int) -> list[tuple[str, set[date]]]:
+    return [
+        (r["endpoint"], _asked_months(r["query"]))
+        for r in stats["requests"][since:]
+        if r["endpoint"].startswith("Reports/")
+    ]
+
+
+def _voidable(sbx: Any, tenant: str, month: date) -> str:
+    for invoice in truth(sbx, tenant, "Invoices"):
+        day = _day(invoice["Date"])
+        if (
+            (day.year, day.month) == (month.year, month.month)
+            and invoice["Status"] == "AUTHORISED"
+            and not invoice["AmountPaid"]
+            and not invoice["AmountCredited"]
+        ):
+            return str(invoice["InvoiceID"])
+    pytest.skip(f"no unpaid invoice dated {month:%Y-%m} in this company")
+
+
+@pytest.fixture(scope="module")
+def late_entries(tmp_path_factory):
+    """Three runs: a back-dated void 5 months ago, then a lock; then a void 2 months ago."""
+    tmp = tmp_path_factory.mktemp("late")
+    sbx = start_sandbox(seed=3, size="small", tenants=1)
+    try:
+        tenant = sbx.config["tenant_ids"][0]
+        config = tap_config(sbx, tmp, start_date=f"{START.isoformat()}T00:00:00Z")
+        selected = {"organisations", "trial_balance", "profit_and_loss"}
+        this_month = add_months(datetime.now(timezone.utc).date(), 0)
+        voided, late = add_months(this_month, -5), add_months(this_month, -2)
+        runs = [run_tap(tmp, config, selected=selected, tag="first")]
+        control(
+            sbx,
+            "mutate",
+            {"tenant_id": tenant, "action": "void", "id": _voidable(sbx, tenant, voided)},
+        )
+        lock = month_end(add_months(voided, 1))
+        control(
+            sbx,
+            "mutate",
+            {"tenant_id": tenant, "action": "lock", "end_of_year_lock_date": lock.isoformat()},
+        )
+        marks = [len(control(sbx, "stats")["requests"])]
+        runs.append(
+            run_tap(tmp, config, selected=selected, state=runs[-1].states[-1], tag="second")
+        )
+        refused = requests.post(
+            f"{sbx.url}/_sandbox/mutate",
+            json={"tenant_id": tenant, "action": "void", "id": _voidable(sbx, tenant, voided)},
+            timeout=10,
+        )
+        control(
+            sbx,
+            "mutate",
+            {"tenant_id": tenant, "action": "void", "id": _voidable(sbx, tenant, late)},
+        )
+        marks.append(len(control(sbx, "stats")["requests"]))
+        runs.append(run_tap(tmp, config, selected=selected, state=runs[-1].states[-1], tag="third"))
+        for run in runs:
+            assert run.returncode == 0, run.stderr[-2000:]
+        yield {
+            "runs": runs,
+            "stats": control(sbx, "stats"),
+            "marks": marks,
+            "lock": lock,
+            "voided": voided,
+            "late": late,
+            "refused": refused,
+            "tenant": tenant,
+            "accounts": {a["AccountID"]: a for a in truth(sbx, tenant, "Accounts")},
+            "ledgers": {
+                "accrual": Ledger(truth(sbx, tenant, "Journals")),
+                "cash": Ledger(truth(sbx, tenant, "Journals", paymentsOnly="true")),
+            },
+        }
+    finally:
+        sbx.stop()
+
+
+def _months_read(run: Any, stream: str) -> set[date]:
+    return {date.fromisoformat(r["period_start"][:8] + "01") for r in run.records.get(stream, [])}
+
+
+def test_a_changed_closed_unlocked_month_is_read_again(late_entries):
+    """A void dated 5 closed months back (and locked since) is read, with every later month."""
+    this_month = add_months(datetime.now(timezone.utc).date(), 0)
+    voided = late_entries["voided"]
+    expected = {add_months(voided, k) for k in range(months_between(this_month, voided) + 1)}
+    second = late_entries["runs"][1]
+    assert _months_read(second, "trial_balance") == expected
+    assert _months_read(second, "profit_and_loss") == expected
+
+
+def test_locked_months_are_never_read_again(late_entries):
+    lock, late = late_entries["lock"], late_entries["late"]
+    assert late_entries["refused"].status_code == 400  # the sandbox keeps the lock, as Xero does
+    asked = _report_requests(late_entries["stats"], late_entries["marks"][1])
+    assert asked, "the third run checked nothing"
+    assert all(min(months) > lock for _, months in asked), asked
+    third = late_entries["runs"][2]
+    this_month = add_months(datetime.now(timezone.utc).date(), 0)
+    assert _months_read(third, "trial_balance") == {
+        add_months(late, k) for k in range(months_between(this_month, late) + 1)
+    }
+    # The lock date came with the organisations stream: /Organisation is read once a run.
+    assert _calls(late_entries["stats"], late_entries["tenant"], "Organisation") == 3
+
+
+def test_the_trial_balances_kept_equal_the_ledger_after_late_entries(late_entries):
+    latest: dict[str, dict[str, Any]] = {}
+    for run in late_entries["runs"]:
+        for row in run.records.get("trial_balance", []):
+            latest[row["row_key"]] = row
+    debit_credit: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    for row in latest.values():
+        if row["account_id"] and row["column"] in ("Debit", "Credit"):
+            key = (row["basis"], row["account_id"], row["period_end"])
+            debit_credit[key][row["column"]] = _cents(row["value"])
+    assert len(debit_credit) > 100
+    for (basis, account, end), values in debit_credit.items():
+        balance = late_entries["ledgers"][basis].total(account, None, date.fromisoformat(end))
+        assert values["Debit"] - values["Credit"] == balance, (basis, account, end)
 
 
 def test_flatten_reports_a_column_it_cannot_place_instead_of_guessing():

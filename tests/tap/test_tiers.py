@@ -158,3 +158,26 @@ def test_auth_check_fails_when_nothing_can_be_read(world, tmp_path):
     assert done.returncode == 1
     assert "nothing selected can be read" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_reports_fall_back_when_their_check_is_refused_for_one_organisation(world, tmp_path):
+    """Without the ProfitAndLoss scope the trial balances are still read (older rule)."""
+    _, proxy, config = world
+    refused, allowed = config["tenant_ids"]
+    unauthorized = {"Title": "Unauthorized", "Status": 401, "Detail": "AuthorizationUnsuccessful"}
+    challenge = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+    proxy.refuse("/Reports/ProfitAndLoss", 401, unauthorized, tenant=refused, headers=challenge)
+    config = {**config, "start_date": "2025-01-01T00:00:00Z", "report_history_months": 12}
+    first = run_tap(tmp_path, config, selected={"trial_balance"}, tag="first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_tap(tmp_path, config, selected={"trial_balance"}, state=first.states[-1])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "is not readable" not in first.stderr + second.stderr  # the stream itself is not
+    assert "report check (ProfitAndLoss, BalanceSheet) is refused" in second.stderr
+    months = {
+        tenant: {r["period_end"][:7] for r in second.records.get("trial_balance", [])
+                 if r["tenant_id"] == tenant}
+        for tenant in (refused, allowed)
+    }  # fmt: skip
+    assert len(months[refused]) == 4  # the month open at the bookmark and 3 closed ones
+    assert months[allowed] == set()  # checked: nothing changed, nothing read again

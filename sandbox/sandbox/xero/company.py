@@ -10,7 +10,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from sandbox.xero.util import Record, money, msdate, new_id, split_cents
+from sandbox.xero.util import DAY_MS, Record, money, msdate, new_id, parse_msdate, split_cents
 
 COLLECTIONS: tuple[str, ...] = (
     "Accounts",
@@ -198,6 +198,10 @@ class Posting:
     cash: bool
 
 
+# PeriodLockDate binds every user but advisers; EndOfYearLockDate binds every user.
+LOCK_FIELDS = ("PeriodLockDate", "EndOfYearLockDate")
+
+
 @dataclass
 class Org:
     """An organisation: its records by collection and its two ledgers (accrual and cash)."""
@@ -299,6 +303,8 @@ class Org:
         accrual: bool = True,
     ) -> None:
         """Record a balanced journal (in base-currency cents) on the accrual and/or cash ledger."""
+        if not self.generating:
+            self.check_open(date_ms)
         total = sum(line[1] for line in lines)
         if total != 0:
             msg = f"unbalanced journal for {source_type} {source_id}: {total}"
@@ -310,6 +316,33 @@ class Org:
             self.pending.append(posting)
         else:
             self._write_both(posting)
+
+    # ---- lock dates ------------------------------------------------------------------------
+    def lock_ms(self) -> int | None:
+        """The latest lock date that binds the sandbox's users (none is an adviser)."""
+        org = next(iter(self.data["Organisation"].values()), {})
+        dates = [parse_msdate(org[k]) for k in LOCK_FIELDS if org.get(k)]
+        return max(dates) if dates else None
+
+    def is_locked(self, date_ms: int) -> bool:
+        lock = self.lock_ms()
+        return lock is not None and date_ms < lock + DAY_MS
+
+    def check_open(self, date_ms: int) -> None:
+        """Xero refuses to add or edit a transaction dated on or before a lock date."""
+        if self.is_locked(date_ms):
+            msg = "the transaction is dated on or before the organisation's lock date"
+            raise ValueError(msg)
+
+    def set_lock_dates(self, dates: dict[str, int | None]) -> None:
+        """Set (ms) or clear (None) `PeriodLockDate` / `EndOfYearLockDate`, shown only if set."""
+        org = dict(next(iter(self.data["Organisation"].values())))
+        for name, ms in dates.items():
+            if ms is None:
+                org.pop(name, None)
+            else:
+                org[name] = msdate(ms)
+        self.put("Organisation", org)
 
     def _write_both(self, posting: Posting) -> None:
         if posting.accrual:

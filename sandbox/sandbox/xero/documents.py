@@ -119,6 +119,7 @@ def void_invoice(org: Org, invoice: Record, now_ms: int) -> None:
     if invoice["Status"] != "AUTHORISED" or invoice["AmountPaid"] or invoice["AmountCredited"]:
         msg = "only authorised invoices without payments or credits can be voided"
         raise ValueError(msg)
+    org.check_open(_doc_date(invoice))
     invoice["Status"] = "VOIDED"
     invoice["AmountDue"] = 0.0
     org.post(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from datetime import date
 from typing import Any
 
 from sandbox.xero import documents
 from sandbox.xero.company import Org
-from sandbox.xero.util import DAY_MS, Record
+from sandbox.xero.util import DAY_MS, Record, ms_of, parse_msdate
 
 ACTIONS = (
     "pay",
@@ -22,7 +23,9 @@ ACTIONS = (
     "delete_item",
     "delete_payment",
     "delete_transfer",
+    "lock",
 )
+LOCK_KEYS = {"period_lock_date": "PeriodLockDate", "end_of_year_lock_date": "EndOfYearLockDate"}
 RANDOM_ACTIONS = (
     "pay",
     "part_pay",
@@ -49,12 +52,25 @@ def apply(org: Org, body: dict[str, Any], now_ms: int, rng: random.Random) -> li
     if action not in ACTIONS:
         msg = f"unknown action {action!r}; one of {', '.join(ACTIONS)} or random"
         raise ValueError(msg)
+    if action == "lock":
+        return [_lock(org, body)]
     amount = body.get("amount")
     return [
         _one(
             org, action, body.get("id"), float(amount) if amount is not None else None, now_ms, rng
         )
     ]
+
+
+def _lock(org: Org, body: dict[str, Any]) -> dict[str, Any]:
+    """Set or clear lock dates: `period_lock_date`, `end_of_year_lock_date` (YYYY-MM-DD or null)."""
+    dates = {
+        field: None if body[key] is None else ms_of(date.fromisoformat(str(body[key])))
+        for key, field in LOCK_KEYS.items()
+        if key in body
+    }
+    org.set_lock_dates(dates)
+    return _result("lock", "Organisation", org.tenant_id)
 
 
 def _pick(org: Org, collection: str, key: str | None, test: Any) -> Record:
@@ -69,6 +85,10 @@ def _pick(org: Org, collection: str, key: str | None, test: Any) -> Record:
             return record
     msg = f"no {collection} record fits"
     raise LookupError(msg)
+
+
+def _locked(org: Org, record: Record) -> bool:
+    return org.is_locked(parse_msdate(record["Date"]))
 
 
 def _open(inv: Record) -> bool:
@@ -92,7 +112,10 @@ def _one(
             "Invoices",
             key,
             lambda i: (
-                i["Status"] == "AUTHORISED" and not i["AmountPaid"] and not i["AmountCredited"]
+                i["Status"] == "AUTHORISED"
+                and not i["AmountPaid"]
+                and not i["AmountCredited"]
+                and not _locked(org, i)
             ),
         )
         documents.void_invoice(org, invoice, now_ms)

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
+
 from tap_xero import access
-from tap_xero.client import XeroStream
+from tap_xero.client import TENANT_KEY, XeroStream
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
 
 
 class OrganisationsStream(XeroStream):
+    """The organisation; the report streams read its lock date from here (no second call)."""
+
     name = "organisations"
     scopes = access.SETTINGS
     path = "/Organisation"
     collection = "Organisations"
     id_field = "OrganisationID"
+
+    @override
+    def read(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        tenant = str((context or {}).get(TENANT_KEY, ""))
+        for record in super().read(context):
+            # A copy: emitting drops deselected properties in place.
+            self.xero_tap.reference_tables[(tenant, "Organisation")] = dict(record)
+            yield record
 
 
 class BrandingThemesStream(XeroStream):

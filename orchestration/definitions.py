@@ -22,6 +22,7 @@ from dagster import (
     AssetExecutionContext,
     Backoff,
     ConfigurableResource,
+    DefaultSensorStatus,
     Definitions,
     DeleteDynamicPartitionsRequest,
     DynamicPartitionsDefinition,
@@ -154,7 +155,9 @@ def every_organisation(entry: MeltanoSchedule) -> ScheduleDefinition:
     return _every_organisation
 
 
-@sensor(minimum_interval_seconds=3600, job=xero_to_powerbi)
+# Running from the start (it only lists the organisations, one call to Xero's
+# /connections an hour); the schedules wait for a person to turn them on.
+@sensor(minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)
 def xero_organisations(
     context: SensorEvaluationContext, meltano: MeltanoProject
 ) -> SensorResult | SkipReason:

@@ -91,13 +91,22 @@ class MeltanoProject(ConfigurableResource):  # type: ignore[type-arg]  # its own
     )
     log_dir: str = Field(default=".meltano/logs/organisations", description="Run logs.")
     timeout_seconds: float = Field(default=6 * 3600, description="Longest one run may take.")
+    list_timeout_seconds: float = Field(
+        default=55,  # within the 60 s a sensor has (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS)
+        description="Longest `tap-xero auth tenants` may take.",
+    )
 
     def _path(self, value: str) -> Path:
         return Path(self.project_dir) / value
 
     @property
     def meltano(self) -> Meltano:
-        return Meltano(Path(self.project_dir), self.executable, self.timeout_seconds)
+        return Meltano(
+            Path(self.project_dir),
+            self.executable,
+            self.timeout_seconds,
+            self.list_timeout_seconds,
+        )
 
     def organisations(self) -> list[str]:
         """The partitions there should be."""

@@ -112,6 +112,7 @@ class Meltano:
     project_dir: Path
     executable: str = "meltano"
     timeout_seconds: float = 6 * 3600
+    list_timeout_seconds: float = 55
 
     def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
         return {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
@@ -119,15 +120,19 @@ class Meltano:
     def organisations(self) -> list[str]:
         """Every organisation the stored token grants (`tap-xero auth tenants`)."""
         command = [self.executable, "invoke", "tap-xero", "auth", "tenants", "--format", "json"]
-        done = subprocess.run(
-            command,
-            cwd=self.project_dir,
-            env=self._env({}),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                command,
+                cwd=self.project_dir,
+                env=self._env({}),
+                capture_output=True,
+                text=True,
+                timeout=self.list_timeout_seconds,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            msg = f"`{' '.join(command[1:])}` took over {self.list_timeout_seconds:.0f} s"
+            raise MeltanoRunError(msg, retryable=True) from None
         if done.returncode != 0:
             raise MeltanoRunError(
                 f"`{' '.join(command[1:])}` failed: {_last_error(done.stderr)}",

@@ -73,7 +73,10 @@ def test_each_partition_lands_its_organisation_equal_to_xero(
 ) -> None:
     sandboxes, pipeline = project
     resource = MeltanoProject(
-        executable=MELTANO, store_dir=str(tmp_path / "stores"), log_dir=str(tmp_path / "logs")
+        executable=MELTANO,
+        store_dir=str(tmp_path / "stores"),
+        log_dir=str(tmp_path / "logs"),
+        list_timeout_seconds=300,  # a loaded test machine, outside a sensor's 60 s
     )
     home = tmp_path / "dagster"
     home.mkdir()

@@ -8,8 +8,10 @@ a person or cron would, with the project's settings, environments and state back
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -29,6 +31,8 @@ MELTANO_YML = ROOT / "meltano.yml"
 APP_CALLS_PER_MINUTE = 10_000
 ORGANISATION_CALLS_PER_MINUTE = 60
 APP_WIDE_ORGANISATIONS = APP_CALLS_PER_MINUTE // ORGANISATION_CALLS_PER_MINUTE
+
+STOP_GRACE_SECONDS = 30
 
 # What a failed run's log says when running it again cannot help: the connection or a
 # setting must be fixed first (tap-xero's and Meltano's one-line errors). Anything else
@@ -158,19 +162,21 @@ class Meltano:
         with tempfile.NamedTemporaryFile(
             "w+", dir=log_dir, prefix=f"{state_id_suffix}-", suffix=".log", delete=False
         ) as log:
+            process = subprocess.Popen(
+                command,
+                cwd=self.project_dir,
+                env=self._env(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: the tap and target go with it
+            )
             try:
-                code = subprocess.run(
-                    command,
-                    cwd=self.project_dir,
-                    env=self._env(env),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=self.timeout_seconds,
-                    check=False,
-                ).returncode
+                code = process.wait(timeout=self.timeout_seconds)
             except subprocess.TimeoutExpired:
                 msg = f"`meltano run` of {state_id_suffix} ran over {self.timeout_seconds:.0f} s"
                 raise MeltanoRunError(msg, retryable=True) from None
+            finally:
+                _stop(process)  # after a timeout or Dagster's termination of the run
             log.seek(0)
             text = log.read()
         if code != 0:
@@ -180,6 +186,23 @@ class Meltano:
                 retryable=_retryable(text),
             )
         return RunResult(time.monotonic() - started, Path(log.name))
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    """End a run still going, and the plugins it started: a stopped run leaves no process.
+
+    Meltano gets SIGTERM and a grace period to stop its plugins; then its whole group
+    gets SIGKILL. The next run converges (the target reloads what was in flight).
+    """
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _retryable(log: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,3 +166,33 @@ def test_a_schedule_without_a_job_is_refused(tmp_path: Path) -> None:
     bad.write_text("schedules:\n- name: nightly\n  interval: '0 2 * * *'\n")
     with pytest.raises(ValueError, match="needs a job"):
         meltano_schedules(bad)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has ended
+
+
+def test_a_run_over_its_time_is_ended_with_the_plugins_it_started(tmp_path: Path) -> None:
+    """A stand-in `meltano` that starts a plugin-like child and hangs: both end, retryable."""
+    fake = tmp_path / "meltano"
+    child = tmp_path / "child.pid"
+    fake.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys, time\n"
+        "plugin = subprocess.Popen(['sleep', '600'])\n"
+        f"open({str(child)!r}, 'w').write(str(plugin.pid))\n"
+        "time.sleep(600)\n"
+    )
+    fake.chmod(0o700)
+    meltano = Meltano(tmp_path, str(fake), timeout_seconds=3)
+    with pytest.raises(MeltanoRunError, match="ran over 3 s") as failed:
+        meltano.run(MELTANO_JOB, TENANTS[0], {}, tmp_path / "logs")
+    assert failed.value.retryable
+    pid = int(child.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the plugin outlived its run"

@@ -1,7 +1,7 @@
 """The Dagster deployment: one partition per Xero organisation, each a `meltano run`.
 
 - Partitions: dynamic, one per organisation, kept equal to `tap-xero auth tenants` (or to
-  the deployment's `tenant_ids`) by the `xero_organisations` sensor.
+  the tap's `tenant_ids` setting when set) by the `xero_organisations` sensor.
 - A partition runs the job of `meltano.yml`'s schedules with `--state-id-suffix <tenant>`,
   the tap restricted to that organisation and the target writing that organisation's
   dataset and store (`meltano_project.organisation_env`).
@@ -79,9 +79,6 @@ class MeltanoProject(ConfigurableResource):  # type: ignore[type-arg]  # its own
         default=str(Path(sys.executable).with_name("meltano")),
         description="Meltano's executable (default: the one beside Dagster's Python).",
     )
-    tenant_ids: list[str] = Field(
-        default=[], description="Organisations to run; empty: all `tap-xero auth tenants` lists."
-    )
     dataset_prefix: str = Field(
         default="Xero", description="Each organisation's dataset is '<prefix> <tenant id>'."
     )
@@ -109,8 +106,8 @@ class MeltanoProject(ConfigurableResource):  # type: ignore[type-arg]  # its own
         )
 
     def organisations(self) -> list[str]:
-        """The partitions there should be."""
-        return sorted(self.tenant_ids) if self.tenant_ids else self.meltano.organisations()
+        """The partitions there should be: the tap's `tenant_ids`, else all it is granted."""
+        return self.meltano.organisations()
 
     def run(self, tenant_id: str) -> MaterializeResult[None]:
         """One organisation's `meltano run`; a failure says whether a retry may cure it."""

@@ -122,32 +122,45 @@ class Meltano:
         return {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
 
     def organisations(self) -> list[str]:
-        """Every organisation the stored token grants (`tap-xero auth tenants`)."""
-        command = [self.executable, "invoke", "tap-xero", "auth", "tenants", "--format", "json"]
+        """The tap's `tenant_ids` setting when set, else every organisation the stored token
+        grants (`tap-xero auth tenants`)."""
+        deadline = time.monotonic() + self.list_timeout_seconds
+        # --format json of the active environment; sensitive values come out redacted.
+        config = self._json(["config", "print", "tap-xero", "--format", "json"], deadline)
+        configured = config.get("tenant_ids") if isinstance(config, dict) else None
+        if configured:
+            return sorted(str(tenant) for tenant in configured)
+        tenants = ["invoke", "tap-xero", "auth", "tenants", "--format", "json"]
+        connections = self._json(tenants, deadline)
+        if not isinstance(connections, list):
+            msg = "`meltano invoke tap-xero auth tenants` printed no list of organisations"
+            raise MeltanoRunError(msg, retryable=False)
+        return granted_organisations(connections)
+
+    def _json(self, args: list[str], deadline: float) -> Any:
+        """What `meltano ARGS` prints as JSON, within the time left before `deadline`."""
+        what = f"`meltano {' '.join(args)}`"
         try:
             done = subprocess.run(
-                command,
+                [self.executable, *args],
                 cwd=self.project_dir,
                 env=self._env({}),
                 capture_output=True,
                 text=True,
-                timeout=self.list_timeout_seconds,
+                timeout=max(deadline - time.monotonic(), 1),
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            msg = f"`{' '.join(command[1:])}` took over {self.list_timeout_seconds:.0f} s"
+            msg = f"{what} and the calls before it took over {self.list_timeout_seconds:.0f} s"
             raise MeltanoRunError(msg, retryable=True) from None
         if done.returncode != 0:
             raise MeltanoRunError(
-                f"`{' '.join(command[1:])}` failed: {_last_error(done.stderr)}",
-                retryable=_retryable(done.stderr),
+                f"{what} failed: {_last_error(done.stderr)}", retryable=_retryable(done.stderr)
             )
         try:
-            connections = json.loads(done.stdout)
+            return json.loads(done.stdout)
         except ValueError:
-            msg = f"`{' '.join(command[1:])}` printed no JSON list of organisations"
-            raise MeltanoRunError(msg, retryable=False) from None
-        return granted_organisations(connections)
+            raise MeltanoRunError(f"{what} printed no JSON", retryable=False) from None
 
     def run(
         self, job: str, state_id_suffix: str, env: Mapping[str, str], log_dir: Path

@@ -52,6 +52,8 @@ def project(
                 monkeypatch.delenv(key)
         for key, value in pipeline.env.items():
             monkeypatch.setenv(key, value)
+        # No tenant_ids: the partitions come from `tap-xero auth tenants`.
+        monkeypatch.delenv("TAP_XERO_TENANT_IDS")
         yield sandboxes, pipeline
     finally:
         sandboxes.stop()

@@ -37,7 +37,6 @@ from orchestration.meltano_project import (
     APP_WIDE_ORGANISATIONS,
     Meltano,
     MeltanoRunError,
-    granted_organisations,
     meltano_schedules,
     organisation_env,
 )
@@ -85,27 +84,56 @@ def test_each_schedule_tick_asks_for_one_run_per_organisation(instance: DagsterI
         assert len(set(keys)) == 2 * len(TENANTS)  # each tick runs each organisation again
 
 
-def test_the_sensor_keeps_one_partition_per_organisation(instance: DagsterInstance) -> None:
-    instance.add_dynamic_partitions(PARTITIONS, [TENANTS[0], "gone"])
-    resource = MeltanoProject(tenant_ids=TENANTS)
+def _fake_meltano(tmp_path: Path, config: dict[str, object], connections: list[object]) -> str:
+    """A stand-in `meltano` answering `config print tap-xero` and `invoke ... auth tenants`."""
+    fake = tmp_path / "meltano"
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"answer = {config!r} if sys.argv[1:3] == ['config', 'print'] else {connections!r}\n"
+        "print(json.dumps(answer))\n"
+    )
+    fake.chmod(0o700)
+    return str(fake)
+
+
+CONNECTIONS = [
+    {"tenantId": TENANTS[0], "tenantType": "ORGANISATION", "tenantName": "B"},
+    {"tenantId": "practice", "tenantType": "PRACTICEMANAGER"},
+    {"tenantId": TENANTS[1], "tenantName": "A"},
+]
+
+
+def _sensor_requests(
+    instance: DagsterInstance, resource: MeltanoProject
+) -> tuple[list[list[str]], list[list[str]]]:
     result = xero_organisations(
         build_sensor_context(instance=instance, resources={"meltano": resource})
     )
-    assert isinstance(result, SensorResult)
+    assert isinstance(result, SensorResult), result
     requests = result.dynamic_partitions_requests or []
-    added = [r for r in requests if isinstance(r, AddDynamicPartitionsRequest)]
-    deleted = [r for r in requests if isinstance(r, DeleteDynamicPartitionsRequest)]
-    assert [list(r.partition_keys) for r in added] == [[TENANTS[1]]]
-    assert [list(r.partition_keys) for r in deleted] == [["gone"]]
-
-
-def test_organisations_from_auth_tenants_output() -> None:
-    connections = [
-        {"tenantId": TENANTS[0], "tenantType": "ORGANISATION", "tenantName": "B"},
-        {"tenantId": "practice", "tenantType": "PRACTICEMANAGER"},
-        {"tenantId": TENANTS[1], "tenantName": "A"},
+    added = [list(r.partition_keys) for r in requests if isinstance(r, AddDynamicPartitionsRequest)]
+    deleted = [
+        list(r.partition_keys) for r in requests if isinstance(r, DeleteDynamicPartitionsRequest)
     ]
-    assert granted_organisations(connections) == sorted(TENANTS)
+    return added, deleted
+
+
+def test_the_sensor_keeps_one_partition_per_organisation_granted(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    instance.add_dynamic_partitions(PARTITIONS, [TENANTS[0], "gone"])
+    fake = _fake_meltano(tmp_path, {"tenant_ids": None}, CONNECTIONS)
+    added, deleted = _sensor_requests(instance, MeltanoProject(executable=fake))
+    assert added == [[TENANTS[1]]]  # organisations only, not the practice
+    assert deleted == [["gone"]]
+
+
+def test_the_taps_tenant_ids_narrow_the_partitions(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    fake = _fake_meltano(tmp_path, {"tenant_ids": [TENANTS[1]]}, CONNECTIONS)
+    added, deleted = _sensor_requests(instance, MeltanoProject(executable=fake))
+    assert (added, deleted) == ([[TENANTS[1]]], [])
 
 
 def test_the_app_wide_limit_caps_organisations_in_flight(instance: DagsterInstance) -> None:

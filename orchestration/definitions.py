@@ -90,7 +90,7 @@ class MeltanoProject(ConfigurableResource):  # type: ignore[type-arg]  # its own
     timeout_seconds: float = Field(default=6 * 3600, description="Longest one run may take.")
     list_timeout_seconds: float = Field(
         default=55,  # within the 60 s a sensor has (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS)
-        description="Longest `tap-xero auth tenants` may take.",
+        description="Longest listing the organisations may take (config, `auth tenants`).",
     )
 
     def _path(self, value: str) -> Path:

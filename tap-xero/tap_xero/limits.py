@@ -74,8 +74,10 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 class AppGate:
     """Xero's app-wide minute (10,000 calls across every organisation), from its header.
 
-    Shared by every organisation's limiter: when `X-AppMinLimit-Remaining` reaches 0,
-    no organisation calls until that window has certainly ended.
+    Shared by every organisation's limiter, so organisations read side by side stay within
+    it together: a call may go while Xero's last `X-AppMinLimit-Remaining`, less every call
+    still in flight (Xero may have counted them already), is above 0; at 0, no
+    organisation calls until that window has certainly ended.
     """
 
     def __init__(self, window_seconds: float, clock: Callable[[], float]) -> None:
@@ -84,18 +86,26 @@ class AppGate:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._window_start: float | None = None
+        self._pending = 0  # calls sent by any organisation, not answered yet
 
     def wait_time(self, now: float) -> float:
         with self._lock:
-            if self._remaining is None or self._remaining > 0:
+            if self._remaining is None or self._remaining - self._pending > 0:
                 return 0.0
             start = self._window_start if self._window_start is not None else now
+            if now >= start + self.window_seconds:
+                return 0.0  # that window has ended: Xero's count started again
+            if self._remaining > 0:
+                return 0.01  # the answers in flight tell how many are left
             return start + self.window_seconds - now
 
     def sent(self) -> None:
         with self._lock:
-            if self._remaining is not None:
-                self._remaining -= 1
+            self._pending += 1
+
+    def answered(self) -> None:
+        with self._lock:
+            self._pending -= 1
 
     def observe(self, remaining: int) -> None:
         with self._lock:
@@ -206,6 +216,7 @@ class OrgLimiter:
         with self._lock:
             now = self._clock()
             self._pending -= 1
+            self._app.answered()
             self._done.append(now)
             if self._window_start is None:
                 self._window_start = now

@@ -207,23 +207,24 @@ def test_registry_shares_one_app_gate():
 
 
 def test_the_app_minute_counts_calls_still_in_flight():
-    """Organisations side by side: a call goes only if Xero's count less those in flight allows."""
+    """Organisations side by side: Xero's count less the calls sent since, in any order."""
     clock = FakeClock()
     app = AppGate(60.0, clock)
+    assert app.reserve(clock.now) == 0.0
     app.observe(3)  # Xero: 3 calls left in the app's minute (window began by 1000)
-    app.sent()
-    app.sent()
-    assert app.wait_time(clock.now) == 0.0  # one left after the two in flight
-    app.sent()
-    assert app.wait_time(clock.now) == pytest.approx(0.01)  # their answers will tell
     app.answered()
-    app.observe(0)
-    assert app.wait_time(clock.now) == pytest.approx(60.0)  # spent: until the window ends
+    assert app.reserve(clock.now) == app.reserve(clock.now) == 0.0
+    assert app.wait_time(clock.now) == 0.0  # one left after the two in flight
+    assert app.reserve(clock.now) == 0.0
+    assert app.reserve(clock.now) == pytest.approx(60.0)  # none left: until the window ends
+    app.observe(2)  # a late answer of an earlier call: not a new window, the count stays
+    assert app.wait_time(clock.now) == pytest.approx(60.0)
     clock.now += 60.0
     assert app.wait_time(clock.now) == 0.0  # that window has ended
-    app.observe(9999)  # a new window
-    app.answered()
-    app.answered()
+    assert app.reserve(clock.now) == 0.0
+    app.observe(9999)  # beyond every call in flight: a new window
+    for _ in range(4):
+        app.answered()
     assert app.wait_time(clock.now) == 0.0
 
 

@@ -223,11 +223,14 @@ class XeroStream(RESTStream[Any]):
         if context is not None:  # one partition (a child's page, or one organisation's)
             yield from super()._sync_records(context, write_messages=write_messages)
             return
-        self._sync_organisations(write_messages)
-        # What the SDK does after its own partition loop.
-        self._finalize_state(self.stream_state)
-        if write_messages:
-            self._write_state_message()
+        if self.partitions:
+            self._sync_organisations(write_messages)
+            # What the SDK does after its own partition loop.
+            self._finalize_state(self.stream_state)
+            if write_messages:
+                self._write_state_message()
+        else:
+            yield from super()._sync_records(None, write_messages=write_messages)
         if (
             write_messages
             and self.selected

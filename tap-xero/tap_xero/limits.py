@@ -260,7 +260,8 @@ class OrgLimiter:
                 self._observe_minute(minute)
             if day is not None:
                 self.day_remaining = day
-                self._sent_since_day = 0
+                # The other calls in flight may not be counted in it yet.
+                self._sent_since_day = max(0, self._pending - 1)
 
     def _observe_minute(self, minute: int) -> None:
         """Learn `X-MinLimit-Remaining` (under the lock).

@@ -16,17 +16,22 @@ webhook mode, the ids of one webhook batch) or the response's own request.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-from singer_sdk.exceptions import FatalAPIError
+from requests.adapters import HTTPAdapter
+from singer_sdk.exceptions import FatalAPIError, SyncLifecycleSignal
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams import RESTStream
+from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_xero import access
@@ -43,6 +48,7 @@ from tap_xero.pagination import (
     FIXED_PAGE_SIZE,
     JournalOffsetPaginator,
     XeroPagePaginator,
+    page_count,
     response_body,
 )
 from tap_xero.retry import (
@@ -68,7 +74,7 @@ if TYPE_CHECKING:
     from backoff.types import Details
     from requests.auth import AuthBase
     from singer_sdk.helpers.types import Context
-    from singer_sdk.streams.rest import HTTPRequest, PageContext
+    from singer_sdk.streams.rest import HTTPRequest
 
     from tap_xero.base import XeroTapBase
     from tap_xero.limits import OrgLimiter
@@ -142,9 +148,11 @@ class XeroStream(RESTStream[Any]):
         self.STATE_MSG_FREQUENCY = (
             self.settings.page_size if self.paging == "page_size" else FIXED_PAGE_SIZE
         )
-        # The page handed to child streams (see generate_child_contexts).
-        self._page_last: dict[str, Any] | None = None
-        self._page_buffer: list[dict[str, Any]] = []
+        # The page handed to child streams (see generate_child_contexts), per thread: each
+        # organisation's thread hands its own pages to the children it syncs.
+        self._pages = threading.local()
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
         self._bookmarks: dict[str, datetime | None] = {}  # parsed starting bookmarks
 
     @property
@@ -202,18 +210,29 @@ class XeroStream(RESTStream[Any]):
         # organisation's spent budget will leave unread.
         spent = any(limiter.exhausted for _, limiter in self.xero_tap.limiters.items())
         refused = any(r.stream == self.name for r in self.xero_tap.refusals)
-        return self.settings.emit_activate_version_messages and not (spent or refused)
+        failed = bool(self.xero_tap.failures)  # an organisation's rows were left unread
+        return self.settings.emit_activate_version_messages and not (spent or refused or failed)
 
-    # Private: the SDK sends only the opening ACTIVATE_VERSION and has no hook for a
-    # closing one after every partition was read.
+    # Private: the SDK reads partitions one after another and sends only the opening
+    # ACTIVATE_VERSION; it has no hook to read them side by side, nor for a closing
+    # ACTIVATE_VERSION after every partition was read.
     @override
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
     ) -> Generator[dict[str, Any], Any, Any]:
-        yield from super()._sync_records(context, write_messages=write_messages)
+        if context is not None:  # one partition (a child's page, or one organisation's)
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        if self.partitions:
+            self._sync_organisations(write_messages)
+            # What the SDK does after its own partition loop.
+            self._finalize_state(self.stream_state)
+            if write_messages:
+                self._write_state_message()
+        else:
+            yield from super()._sync_records(None, write_messages=write_messages)
         if (
-            context is None
-            and write_messages
+            write_messages
             and self.selected
             and self.replication_method == REPLICATION_FULL_TABLE
             and self.emit_activate_version_messages  # False once a budget ran out
@@ -222,6 +241,50 @@ class XeroStream(RESTStream[Any]):
             # Every organisation was read whole, so rows the new version lacks were
             # deleted in Xero (items, tracking options...).
             self._write_activate_version_message(self._stream_version)
+
+    def _sync_organisations(self, write_messages: bool) -> None:
+        """Each organisation's partitions in a thread, `max_parallel_organisations` at once.
+
+        Streams still run one after another (`Tap.sync_all` is final and runs them so), and
+        within a stream the organisations run side by side: a run takes about its largest
+        organisation's time, not the sum. The threads take turns at the stream code
+        (`Turn`) and overlap while they wait on Xero, each within its organisation's
+        limiter and all within the app's. With one thread this is the SDK's loop.
+        """
+        by_tenant: dict[str, list[Context]] = {}
+        for partition in self.partitions or []:
+            by_tenant.setdefault(str(partition[TENANT_KEY]), []).append(partition)
+        workers = max(1, min(self.settings.max_parallel_organisations, len(by_tenant)))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"tap-xero-{self.name}") as pool:
+            futures = [
+                pool.submit(self._sync_organisation, contexts, write_messages)
+                for contexts in by_tenant.values()
+            ]
+        for future in futures:
+            future.result()  # an SDK signal (e.g. a dry run's record limit) ends the stream
+
+    def _sync_organisation(self, contexts: list[Context], write_messages: bool) -> None:
+        """One organisation's partitions, in order; its failure ends it alone.
+
+        The error is recorded on the tap (`organisation_failed`): its later streams are
+        skipped, the run goes on for the others and ends non-zero saying what failed. The
+        partition keeps only a bookmark its emitted records justify.
+        """
+        tap = self.xero_tap
+        with tap.turn.held():
+            for context in contexts:
+                tenant = str(context[TENANT_KEY])
+                if tenant in tap.failures:
+                    return
+                try:
+                    for _ in super()._sync_records(context, write_messages=write_messages):
+                        pass
+                except SyncLifecycleSignal:
+                    raise
+                except Exception as exc:  # one organisation's failure: recorded, the others go on
+                    self._keep_safe_bookmark(context)
+                    tap.organisation_failed(tenant, self.name, exc)
+                    return
 
     # -- the request -----------------------------------------------------------------
 
@@ -300,6 +363,87 @@ class XeroStream(RESTStream[Any]):
         start = self.get_starting_replication_key_value(context) if self.incremental else None
         return start if isinstance(start, int) else 0
 
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        """One session per stream, made once though organisations start at the same time.
+
+        Its connection pool holds every call the stream may have in flight (organisations
+        side by side, each up to `max_in_flight`), so no connection is thrown away.
+        """
+        with self._session_lock:
+            if self._session is None:
+                size = self.settings.max_in_flight * self.settings.max_parallel_organisations
+                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(10, size))
+                session = requests.Session()
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                self._session = session
+            return self._session
+
+    @override
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Pages by number, up to `max_in_flight` asked at once; else the SDK's one by one."""
+        by_number = self.paging == "page_size" and self.settings.max_in_flight > 1
+        if context and by_number and IDS_KEY not in context:
+            yield from self._pipelined_pages(context)
+        else:
+            yield from super().request_records(context)
+
+    def _page_request(self, context: Context, page: int) -> requests.PreparedRequest:
+        """Page `page`'s request, built as the SDK builds it (public hooks only)."""
+        http = self.get_http_request(page=PageContext(stream_context=context, next_page_token=page))
+        return self.build_prepared_request(
+            method=http.method, url=http.url, params=http.encode_params(), headers=http.headers
+        )
+
+    def _pipelined_pages(self, context: Context) -> Iterable[dict[str, Any]]:
+        """Page 1; then, by its `pageCount`, the next pages up to `max_in_flight` at once.
+
+        Pages by number do not depend on each other once their count is known, so the
+        calls overlap (within the organisation's limiter) while records are still emitted
+        in page order: a bookmark moves only with records already written. It stops at
+        the last page or at the first short one (the data shrank meanwhile). Hand-written:
+        the SDK's `request_records` asks for one page after the other.
+        """
+        send = self.request_decorator(self._request)
+        turn = self.xero_tap.turn
+        size = self.settings.page_size
+        ahead: deque[tuple[requests.PreparedRequest, Future[requests.Response]]] = deque()
+        pool = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="tap-xero-page")
+        with self.get_http_request_counter() as counter:
+            counter.with_context(context)
+            request = self._page_request(context, 1)
+            response = send(request, context)
+            try:
+                page, last = 1, page_count(response)
+                while True:
+                    counter.increment()
+                    self.update_sync_costs(request, response, context)
+                    while (
+                        last is not None
+                        and last > page + len(ahead)
+                        and len(ahead) < self.settings.max_in_flight
+                    ):
+                        ahead_request = self._page_request(context, page + len(ahead) + 1)
+                        ahead.append((ahead_request, pool.submit(send, ahead_request, context)))
+                    records = list(self.parse_response(response))
+                    yield from records
+                    if len(records) < size:
+                        return
+                    if last is None:  # no count (Xero left it out): the next page, if full
+                        next_request = self._page_request(context, page + 1)
+                        ahead.append((next_request, pool.submit(send, next_request, context)))
+                    if not ahead:
+                        return
+                    request, future = ahead.popleft()
+                    with turn.paused():
+                        response = future.result()
+                    page += 1
+            finally:
+                with turn.paused():
+                    pool.shutdown(wait=True, cancel_futures=True)
+
     @override
     def get_new_paginator(self) -> BaseAPIPaginator[Any] | None:
         key = self.records_key or self.collection
@@ -332,7 +476,8 @@ class XeroStream(RESTStream[Any]):
 
         def send(request: requests.PreparedRequest, context: Context | None) -> requests.Response:
             try:
-                return retrying(request, context)
+                with self.xero_tap.turn.paused():  # other organisations run meanwhile
+                    return retrying(request, context)
             except RetryAfterError as exc:
                 msg = f"Xero kept answering 429 ({exc.problem} limit) for {self.path}"
                 raise TooManyRetriesError(msg) from None
@@ -515,13 +660,13 @@ class XeroStream(RESTStream[Any]):
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         if response.status_code == 404:  # a record named by a webhook that no longer exists
-            self._page_last = None
+            self._pages.last = None
             return
         records: list[dict[str, Any]] = (
             response_body(response).get(self.records_key or self.collection) or []
         )
         # The last record of a page releases the page to the child streams.
-        self._page_last = records[-1] if records else None
+        self._pages.last = records[-1] if records else None
         yield from records
 
     @override
@@ -649,16 +794,21 @@ class XeroStream(RESTStream[Any]):
         if not any(c.selected or c.has_selected_descendents for c in self.child_streams):
             return
         # A copy: writing the record drops deselected properties (e.g. LineItems) in place.
-        self._page_buffer.append(dict(record))
+        buffer = self.take_page()
+        buffer.append(dict(record))
         # A dry run may stop mid-page: hand each record over at once then.
-        page_done = record is self._page_last or self.ABORT_AT_RECORD_COUNT is not None
+        last = getattr(self._pages, "last", None)
+        page_done = record is last or self.ABORT_AT_RECORD_COUNT is not None
         if page_done and context is not None:
             yield {TENANT_KEY: context[TENANT_KEY]}
-            self._page_buffer = []
+            self._pages.buffer = []
 
     def take_page(self) -> list[dict[str, Any]]:
-        """The current page's parent records, for a child stream."""
-        return self._page_buffer
+        """The current page's parent records (this thread's organisation), for a child stream."""
+        buffer: list[dict[str, Any]] | None = getattr(self._pages, "buffer", None)
+        if buffer is None:
+            buffer = self._pages.buffer = []
+        return buffer
 
 
 def _wire_size(response: requests.Response) -> int:

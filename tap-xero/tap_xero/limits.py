@@ -74,8 +74,11 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 class AppGate:
     """Xero's app-wide minute (10,000 calls across every organisation), from its header.
 
-    Shared by every organisation's limiter: when `X-AppMinLimit-Remaining` reaches 0,
-    no organisation calls until that window has certainly ended.
+    Shared by every organisation's limiter, so organisations read side by side stay within
+    it together. Its count is Xero's last `X-AppMinLimit-Remaining` less every call sent
+    since (by any organisation); at 0, no organisation calls until that window has
+    certainly ended. Answers of concurrent calls arrive in any order, so a higher figure
+    from Xero means a new window only once the current one has certainly ended.
     """
 
     def __init__(self, window_seconds: float, clock: Callable[[], float]) -> None:
@@ -84,27 +87,49 @@ class AppGate:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._window_start: float | None = None
+        self._pending = 0  # calls sent by any organisation, not answered yet
+
+    def _wait_time(self, now: float) -> float:
+        if self._remaining is None or self._remaining > 0:
+            return 0.0
+        start = self._window_start if self._window_start is not None else now
+        return max(0.0, start + self.window_seconds - now)  # 0: that window has ended
 
     def wait_time(self, now: float) -> float:
         with self._lock:
-            if self._remaining is None or self._remaining > 0:
-                return 0.0
-            start = self._window_start if self._window_start is not None else now
-            return start + self.window_seconds - now
+            return self._wait_time(now)
 
-    def sent(self) -> None:
+    def reserve(self, now: float) -> float:
+        """Count a call as sent if the app's minute has room (0.0); else the wait.
+
+        Check and count in one step: organisations reserve concurrently, and two of them
+        must never both take the app's last call.
+        """
         with self._lock:
-            if self._remaining is not None:
-                self._remaining -= 1
+            wait = self._wait_time(now)
+            if wait <= 0:
+                self._pending += 1
+                if self._remaining is not None:
+                    self._remaining -= 1
+            return wait
+
+    def answered(self) -> None:
+        with self._lock:
+            self._pending -= 1
 
     def observe(self, remaining: int) -> None:
         with self._lock:
             now = self._clock()
-            if self._window_start is None or (
-                self._remaining is not None and remaining > self._remaining
-            ):
+            # The other calls in flight may be counted in that figure already, or not.
+            others = max(0, self._pending - 1)
+            if self._remaining is None or self._window_start is None:
                 self._window_start = now  # the window began before this answer
-            self._remaining = remaining
+                self._remaining = remaining - others
+            elif remaining > self._remaining and now >= self._window_start + self.window_seconds:
+                self._window_start = now  # a new window, begun before this answer
+                self._remaining = remaining - others
+            else:
+                self._remaining = min(self._remaining, remaining)
 
 
 class OrgLimiter:
@@ -176,7 +201,7 @@ class OrgLimiter:
         window = self.settings.window_seconds
         while self._done and self._done[0] <= now - window:
             self._done.popleft()
-        wait = self._app.wait_time(now)
+        wait = 0.0
         if len(self._done) + self._pending >= self.settings.calls_per_minute:
             # Full: the oldest answered call leaves the window first (or one in flight ends).
             wait = max(wait, self._done[0] + window - now if self._done else 0.01)
@@ -191,12 +216,14 @@ class OrgLimiter:
             with self._lock:
                 if self.exhausted:
                     raise DailyBudgetExhaustedError
-                wait = self._wait_time(self._clock())
+                now = self._clock()
+                wait = self._wait_time(now)
+                if wait <= 0:
+                    wait = self._app.reserve(now)  # the app-wide minute, counted if room
                 if wait <= 0:
                     self._pending += 1
                     self.calls += 1
                     self._sent_since_day += 1
-                    self._app.sent()
                     if self._min_remaining is not None:
                         self._min_remaining -= 1
                     return
@@ -206,6 +233,7 @@ class OrgLimiter:
         with self._lock:
             now = self._clock()
             self._pending -= 1
+            self._app.answered()
             self._done.append(now)
             if self._window_start is None:
                 self._window_start = now
@@ -229,14 +257,33 @@ class OrgLimiter:
             self._app.observe(app)
         with self._lock:
             if minute is not None:
-                if self._min_remaining is not None and minute > self._min_remaining:
-                    # The server's window restarted since our previous call: it began
-                    # before this answer arrived.
-                    self._window_start = self._clock()
-                self._min_remaining = minute
+                self._observe_minute(minute)
             if day is not None:
                 self.day_remaining = day
-                self._sent_since_day = 0
+                # The other calls in flight may not be counted in it yet.
+                self._sent_since_day = max(0, self._pending - 1)
+
+    def _observe_minute(self, minute: int) -> None:
+        """Learn `X-MinLimit-Remaining` (under the lock).
+
+        Our count is Xero's last figure less every call sent since. Answers of pipelined
+        calls arrive in any order, so a higher figure means a new window (begun before
+        this answer) only once the current one has certainly ended; taking every higher
+        figure for one would push the window's start to each answer and idle the end of
+        every minute, or overrun it.
+        """
+        window = self.settings.window_seconds
+        now = self._clock()
+        others = max(0, self._pending - 1)  # in flight: counted in `minute` already, or not
+        if self._min_remaining is None:
+            self._min_remaining = minute - others
+        elif minute > self._min_remaining and (
+            self._window_start is None or now >= self._window_start + window
+        ):
+            self._window_start = now
+            self._min_remaining = minute - others
+        else:
+            self._min_remaining = min(self._min_remaining, minute)
 
     def received(self, size: int) -> None:
         """Count the bytes of one answer (the run summary reports egress per organisation)."""

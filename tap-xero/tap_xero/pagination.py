@@ -23,6 +23,14 @@ def response_body(response: requests.Response) -> dict[str, Any]:
     return body
 
 
+def page_count(response: requests.Response) -> int | None:
+    """`pagination.pageCount` of a page-sized answer (None: Xero did not say)."""
+    pagination = response_body(response).get("pagination")
+    if isinstance(pagination, dict) and "pageCount" in pagination:
+        return int(pagination["pageCount"])
+    return None
+
+
 class XeroPagePaginator(PageNumberPaginator):
     """`page=1,2,...`: stops on the last page by `pagination.pageCount`, or on a short page."""
 

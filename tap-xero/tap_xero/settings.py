@@ -173,6 +173,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Concurrent calls per organisation (Xero: 5).",
     ),
     th.Property(
+        "max_parallel_organisations",
+        th.IntegerType(minimum=1),
+        default=4,
+        title="Max parallel organisations",
+        description=(
+            "Organisations read at once, each within its own limits and all within the "
+            "app's 10,000 calls a minute (1: one after another)."
+        ),
+    ),
+    th.Property(
         "rate_limit_window_seconds",
         th.NumberType(exclusive_minimum=0),
         default=60,
@@ -366,6 +376,7 @@ class TapSettings:
     daily_call_budget: int | None
     calls_per_minute: int
     max_in_flight: int
+    max_parallel_organisations: int
     rate_limit_window_seconds: float
     max_retries: int
     retry_backoff_seconds: float

@@ -204,3 +204,41 @@ def test_the_app_wide_minute_holds_every_organisation():
 def test_registry_shares_one_app_gate():
     limiters = RateLimiters(LimitSettings_())
     assert limiters.for_tenant("a")._app is limiters.for_tenant("b")._app is limiters.app
+
+
+def test_the_app_minute_counts_calls_still_in_flight():
+    """Organisations side by side: Xero's count less the calls sent since, in any order."""
+    clock = FakeClock()
+    app = AppGate(60.0, clock)
+    assert app.reserve(clock.now) == 0.0
+    app.observe(3)  # Xero: 3 calls left in the app's minute (window began by 1000)
+    app.answered()
+    assert app.reserve(clock.now) == app.reserve(clock.now) == 0.0
+    assert app.wait_time(clock.now) == 0.0  # one left after the two in flight
+    assert app.reserve(clock.now) == 0.0
+    assert app.reserve(clock.now) == pytest.approx(60.0)  # none left: until the window ends
+    app.observe(2)  # a late answer of an earlier call: not a new window, the count stays
+    assert app.wait_time(clock.now) == pytest.approx(60.0)
+    clock.now += 60.0
+    assert app.wait_time(clock.now) == 0.0  # that window has ended
+    assert app.reserve(clock.now) == 0.0
+    app.observe(9999)  # beyond every call in flight: a new window
+    for _ in range(4):
+        app.answered()
+    assert app.wait_time(clock.now) == 0.0
+
+
+def test_calls_of_many_organisations_never_exceed_the_app_minute_together():
+    clock = FakeClock()
+    settings = LimitSettings_(window_seconds=60.0)
+    app = AppGate(60.0, clock)
+    orgs = [OrgLimiter(settings, clock=clock, sleep=clock.sleep, app=app) for _ in range(4)]
+    window_start, sent_in_window = clock.now, 0  # Xero's fixed window of 10 calls
+    for index in range(40):
+        with orgs[index % 4].slot():
+            if clock.now >= window_start + 60.0:
+                window_start, sent_in_window = clock.now, 0
+            sent_in_window += 1
+            assert sent_in_window <= 10
+            orgs[index % 4].observe({"X-AppMinLimit-Remaining": str(10 - sent_in_window)})
+    assert clock.now >= 1000.0 + 3 * 60.0  # four windows of ten

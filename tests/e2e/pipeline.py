@@ -80,6 +80,8 @@ class Sandboxes:
         self.http.verify = self.powerbi.ca_bundle
 
     def stop(self) -> None:
+        # A kept-alive connection holds a server's graceful shutdown for its full second.
+        self.http.close()
         self.xero.stop()
         self.powerbi.stop()
 

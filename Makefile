@@ -51,8 +51,9 @@ test: setup
 demo: setup
 	$(BIN)/python scripts/demo.py $(ARGS)
 
+# -n 0: benchmarks alone on the machine, one at a time (no xdist workers beside them).
 bench: setup
-	$(BIN)/pytest benchmarks/bench_*.py -p no:cacheprovider -s --timeout=3600
+	$(BIN)/pytest benchmarks/bench_*.py -n 0 -p no:cacheprovider -s --timeout=3600
 
 clean:
 	rm -rf $(VENV) .tools .meltano/.installed

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.pipeline import meltano_system_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PLUGINS = {"tap-xero": "extractors", "target-powerbi": "loaders"}
@@ -76,8 +78,9 @@ def test_declared_capabilities_are_real(plugin: str) -> None:
     assert claimed <= real, f"{plugin} claims {sorted(claimed - real)}"
 
 
-def test_meltano_invokes_the_tap() -> None:
+def test_meltano_invokes_the_tap(tmp_path: Path) -> None:
     env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env["MELTANO_SYS_DIR_ROOT"] = str(meltano_system_dir(tmp_path))
     result = subprocess.run(
         [str(BIN / "meltano"), "invoke", "tap-xero", "--about", "--format=json"],
         cwd=ROOT,

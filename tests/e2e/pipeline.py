@@ -46,6 +46,23 @@ def load_demo() -> ModuleType:
 demo = load_demo()
 
 
+def meltano_system_dir(workdir: Path) -> Path:
+    """`workdir/meltano`, a Meltano system directory of its own (MELTANO_SYS_DIR_ROOT): its
+    own meltano.db and run/ files, the installed plugins shared through symlinks.
+
+    Every test that runs `meltano` uses one: tests run in parallel (pytest-xdist), and two
+    Meltano runs on the repository's .meltano/ would share one SQLite database and write
+    their plugins' generated config to the same run/ paths.
+    """
+    sysdir = workdir / "meltano"
+    (sysdir / "run").mkdir(parents=True, exist_ok=True)
+    for kind in ("extractors", "loaders"):
+        link = sysdir / kind
+        if not link.exists():
+            link.symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+    return sysdir
+
+
 class Sandboxes:
     """Both sandboxes in this process (threads), time-scaled, with their control APIs."""
 
@@ -63,6 +80,8 @@ class Sandboxes:
         self.http.verify = self.powerbi.ca_bundle
 
     def stop(self) -> None:
+        # A kept-alive connection holds a server's graceful shutdown for its full second.
+        self.http.close()
         self.xero.stop()
         self.powerbi.stop()
 
@@ -129,12 +148,7 @@ class Pipeline:
     def __init__(self, sandboxes: Sandboxes, workdir: Path, **settings: str) -> None:
         self.sandboxes = sandboxes
         self.workdir = workdir
-        sysdir = workdir / "meltano"
-        (sysdir / "run").mkdir(parents=True, exist_ok=True)
-        for kind in ("extractors", "loaders"):
-            link = sysdir / kind
-            if not link.exists():
-                link.symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+        sysdir = meltano_system_dir(workdir)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
         env = {k: v for k, v in env.items() if not k.startswith("MELTANO_")}
         env.update(demo.sandbox_env(sandboxes.ready, sandboxes.destination))

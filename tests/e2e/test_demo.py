@@ -10,17 +10,15 @@ import sys
 
 import pytest
 
-from tests.e2e.pipeline import ROOT
+from tests.e2e.pipeline import ROOT, meltano_system_dir
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+# scripts/demo.py keeps its files in .meltano/sandbox/ (and empties it): one demo at a time.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420), pytest.mark.xdist_group("demo")]
 
 
 @pytest.mark.parametrize("args", [[], ["--fabric"]], ids=["push", "fabric"])
 def test_the_demo_runs_to_the_end_and_stops_its_sandboxes(tmp_path, args) -> None:
-    sysdir = tmp_path / "meltano"  # its own Meltano state, as a fresh clone has
-    (sysdir / "run").mkdir(parents=True)
-    for kind in ("extractors", "loaders"):
-        (sysdir / kind).symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
+    sysdir = meltano_system_dir(tmp_path)  # its own Meltano state, as a fresh clone has
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_"))}
     env["MELTANO_SYS_DIR_ROOT"] = str(sysdir)
     done = subprocess.run(

@@ -56,7 +56,8 @@ def find_chromium() -> str | None:
     if found or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
     subprocess.run(
-        ["apt-get", "install", "-y", "chromium"],
+        # waits for dpkg's lock: another test or job may be installing at the same time
+        ["apt-get", "install", "-y", "-o", "DPkg::Lock::Timeout=600", "chromium"],
         check=False,
         capture_output=True,
         timeout=900,

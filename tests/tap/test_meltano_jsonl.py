@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.pipeline import meltano_system_dir
 from tests.tap.xero_helpers import start_sandbox, tap_config, truth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,12 @@ def test_meltano_runs_tap_xero_into_target_jsonl(tmp_path):
         config = tap_config(sbx, tmp_path, page_size=100)
         out = tmp_path / "out"
         out.mkdir()
+        env = meltano_env(config, out)
+        env["MELTANO_SYS_DIR_ROOT"] = str(meltano_system_dir(tmp_path))
         done = subprocess.run(
             [str(MELTANO), "run", "--full-refresh", "--no-state-update", "tap-xero",
              "target-jsonl"],
-            cwd=ROOT, env=meltano_env(config, out), capture_output=True, text=True, timeout=200,
-            check=False,
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=200, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-4000:]
         landed = {p.stem: [json.loads(line) for line in p.read_text().splitlines()]

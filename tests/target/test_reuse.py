@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.pipeline import meltano_system_dir
 from tests.target.conftest import DATA, PowerBI, by_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def test_meltano_runs_a_third_party_tap_into_power_bi(powerbi: PowerBI, tmp_path
             "TARGET_POWERBI_DATASET_NAME": "Reuse",
             "TARGET_POWERBI_STORE_PATH": str(tmp_path / "store.sqlite3"),
             "TARGET_POWERBI_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+            "MELTANO_SYS_DIR_ROOT": str(meltano_system_dir(tmp_path)),
         }
     )
     for key, value in powerbi.sandbox.config.items():

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -310,20 +311,35 @@ def test_a_new_table_rebuilds_the_dataset_and_rebinds_its_reports(
     assert "Sales" in run.stderr and "rebound" in run.stderr
 
 
-def pinned_dashboard(powerbi: PowerBI, dataset_id: str, report_id: str) -> str:
-    """A dashboard with two tiles pinned from the report on the dataset."""
+@dataclass
+class Pinned:
+    """A dataset with a report, and a dashboard with two tiles pinned from that report."""
+
+    old: str
+    report: str
+    dashboard: str
+
+    def tiles(self, powerbi: PowerBI) -> list[tuple[str, str, str | None]]:
+        (dashboard,) = [
+            d for d in powerbi.control("GET", "/dashboards")["dashboards"]
+            if d["id"] == self.dashboard
+        ]  # fmt: skip
+        return sorted((t["title"], t["datasetId"], t.get("reportId")) for t in dashboard["tiles"])
+
+    def bound_to(self, dataset_id: str) -> list[tuple[str, str, str | None]]:
+        return [("Orders", dataset_id, self.report), ("Revenue", dataset_id, self.report)]
+
+
+@pytest.fixture
+def pinned(powerbi: PowerBI, tmp_path: Path) -> Pinned:
+    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
+    old = powerbi.dataset()["id"]
+    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
     dashboard = powerbi.control("POST", "/dashboards", {"name": "Daily"})["id"]
     for title in ("Revenue", "Orders"):
-        tile = {"title": title, "datasetId": dataset_id, "reportId": report_id}
+        tile = {"title": title, "datasetId": old, "reportId": report["id"]}
         powerbi.control("POST", f"/dashboards/{dashboard}/tiles", tile)
-    return str(dashboard)
-
-
-def tiles_of(powerbi: PowerBI, dashboard_id: str) -> list[tuple[str, str, str | None]]:
-    (dashboard,) = [
-        d for d in powerbi.control("GET", "/dashboards")["dashboards"] if d["id"] == dashboard_id
-    ]
-    return sorted((t["title"], t["datasetId"], t.get("reportId")) for t in dashboard["tiles"])
+    return Pinned(old, report["id"], dashboard)
 
 
 NEW_TABLE = (
@@ -335,29 +351,18 @@ NEW_TABLE = (
 
 
 def test_a_rebuild_keeps_the_dashboard_tiles_bound_to_the_new_dataset(
-    powerbi: PowerBI, tmp_path: Path
+    powerbi: PowerBI, pinned: Pinned, tmp_path: Path
 ) -> None:
-    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
-    old = powerbi.dataset()["id"]
-    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
-    dashboard = pinned_dashboard(powerbi, old, report["id"])
     run = powerbi.run(singer(tmp_path, "b", *NEW_TABLE))
     new = powerbi.dataset()["id"]
-    assert new != old
-    assert tiles_of(powerbi, dashboard) == [
-        ("Orders", new, report["id"]),
-        ("Revenue", new, report["id"]),
-    ]
+    assert new != pinned.old
+    assert pinned.tiles(powerbi) == pinned.bound_to(new)
     assert "Daily: Revenue" in run.stderr and "Daily: Orders" in run.stderr
 
 
 def test_a_rebuild_stopped_after_copying_tiles_copies_none_twice(
-    powerbi: PowerBI, tmp_path: Path
+    powerbi: PowerBI, pinned: Pinned, tmp_path: Path
 ) -> None:
-    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
-    old = powerbi.dataset()["id"]
-    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
-    dashboard = pinned_dashboard(powerbi, old, report["id"])
     powerbi.faults(fail_next=1, operations=["DeleteDatasetInGroup"])
     failed = powerbi.run(singer(tmp_path, "b", *NEW_TABLE), config={"max_retries": 0}, check=False)
     assert failed.returncode != 0
@@ -366,36 +371,23 @@ def test_a_rebuild_stopped_after_copying_tiles_copies_none_twice(
     powerbi.run(singer(tmp_path, "c", state(at=3)))
     new = powerbi.dataset()["id"]
     assert [d["id"] for d in powerbi.datasets()] == [new]
-    assert tiles_of(powerbi, dashboard) == [
-        ("Orders", new, report["id"]),
-        ("Revenue", new, report["id"]),
-    ]
+    assert pinned.tiles(powerbi) == pinned.bound_to(new)
 
 
 def test_tiles_that_cannot_be_copied_keep_the_old_dataset_until_a_later_run(
-    powerbi: PowerBI, tmp_path: Path
+    powerbi: PowerBI, pinned: Pinned, tmp_path: Path
 ) -> None:
-    powerbi.run(singer(tmp_path, "a", schema("orders", ORDERS), record("orders", id="o1")))
-    old = powerbi.dataset()["id"]
-    report = powerbi.control("POST", "/published-reports", {"name": "Sales", "datasetId": old})
-    dashboard = pinned_dashboard(powerbi, old, report["id"])
     powerbi.faults(error_rate=1.0, operations=["GetTilesInGroup"])
     run = powerbi.run(singer(tmp_path, "b", *NEW_TABLE), config={"max_retries": 0})
     assert run.states == [{"at": 2}]
-    assert old in {d["id"] for d in powerbi.datasets()}
+    assert pinned.old in {d["id"] for d in powerbi.datasets()}
     assert "could not be moved" in run.stderr and "next run tries again" in run.stderr
     powerbi.faults(error_rate=0.0, operations=None)
-    assert tiles_of(powerbi, dashboard) == [
-        ("Orders", old, report["id"]),
-        ("Revenue", old, report["id"]),
-    ]
+    assert pinned.tiles(powerbi) == pinned.bound_to(pinned.old)
     powerbi.run(singer(tmp_path, "c", state(at=3)))
     new = powerbi.dataset()["id"]
     assert [d["id"] for d in powerbi.datasets()] == [new]
-    assert tiles_of(powerbi, dashboard) == [
-        ("Orders", new, report["id"]),
-        ("Revenue", new, report["id"]),
-    ]
+    assert pinned.tiles(powerbi) == pinned.bound_to(new)
 
 
 def test_on_new_tables_fail_stops_with_one_line(powerbi: PowerBI, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from starlette.routing import Route
 
 from sandbox.powerbi.errors import ApiError, bad_request, not_found
 from sandbox.powerbi.state import PowerBIState
-from sandbox.powerbi.workspace_reports import reports_of
+from sandbox.powerbi.workspace_reports import read_json, reports_of, workspace_operation
 
 
 @dataclass
@@ -133,37 +132,6 @@ def clone_tile(state: PowerBIState, dashboard_id: str, tile_id: str, body: Any) 
     return clone
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-async def _json(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise bad_request("the request body is not valid JSON") from None
-
-
-def _operation(state: PowerBIState, name: str, handler: Endpoint) -> Endpoint:
-    """A REST operation: workspace authentication and access, injected faults, stats."""
-
-    async def endpoint(request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        try:
-            principal = state.principal_for(request.headers.get("authorization"))
-            state.authorize_workspace(principal, request.path_params["groupId"])
-            injected = state.injected_error(name)
-            if injected is not None:
-                raise injected
-            response = await handler(request)
-            response.headers["RequestId"] = request_id
-        except ApiError as exc:
-            response = exc.response(request_id)
-        state.record(name, response.status_code)
-        return response
-
-    return endpoint
-
-
 def routes(state: PowerBIState) -> list[Route]:
     """Three Dashboards operations under /v1.0/myorg/groups/{groupId}/ and the control ones."""
 
@@ -180,7 +148,7 @@ def routes(state: PowerBIState) -> list[Route]:
 
     async def clone(request: Request) -> Response:
         params = request.path_params
-        tile = clone_tile(state, params["dashboardId"], params["tileId"], await _json(request))
+        tile = clone_tile(state, params["dashboardId"], params["tileId"], await read_json(request))
         return JSONResponse(tile.to_json())
 
     async def control_dashboards(request: Request) -> Response:
@@ -204,15 +172,19 @@ def routes(state: PowerBIState) -> list[Route]:
 
     group = "/v1.0/myorg/groups/{groupId}/dashboards"
     return [
-        Route(group, _operation(state, "GetDashboardsInGroup", list_dashboards), methods=["GET"]),
+        Route(
+            group,
+            workspace_operation(state, "GetDashboardsInGroup", list_dashboards),
+            methods=["GET"],
+        ),
         Route(
             f"{group}/{{dashboardId}}/tiles",
-            _operation(state, "GetTilesInGroup", list_tiles),
+            workspace_operation(state, "GetTilesInGroup", list_tiles),
             methods=["GET"],
         ),
         Route(
             f"{group}/{{dashboardId}}/tiles/{{tileId}}/Clone",
-            _operation(state, "CloneTileInGroup", clone),
+            workspace_operation(state, "CloneTileInGroup", clone),
             methods=["POST"],
         ),
         Route("/_sandbox/dashboards", control_dashboards, methods=["GET", "POST"]),

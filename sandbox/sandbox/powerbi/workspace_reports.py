@@ -66,11 +66,32 @@ def add_report(state: PowerBIState, name: str, dataset_id: str) -> Report:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-async def _json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
     try:
         return await request.json()
     except ValueError:
         raise bad_request("the request body is not valid JSON") from None
+
+
+def workspace_operation(state: PowerBIState, name: str, handler: Endpoint) -> Endpoint:
+    """A REST operation of the workspace: authentication and access, faults, stats."""
+
+    async def endpoint(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            principal = state.principal_for(request.headers.get("authorization"))
+            state.authorize_workspace(principal, request.path_params["groupId"])
+            injected = state.injected_error(name)
+            if injected is not None:
+                raise injected
+            response = await handler(request)
+            response.headers["RequestId"] = request_id
+        except ApiError as exc:
+            response = exc.response(request_id)
+        state.record(name, response.status_code)
+        return response
+
+    return endpoint
 
 
 def rebind_report(state: PowerBIState, report_id: str, body: Any) -> None:
@@ -90,21 +111,6 @@ def rebind_report(state: PowerBIState, report_id: str, body: Any) -> None:
 def routes(state: PowerBIState) -> list[Route]:
     """The two Reports operations under /v1.0/myorg/groups/{groupId}/ and the control one."""
 
-    def operation(name: str, handler: Callable[[Request], Awaitable[Response]]) -> Endpoint:
-        async def endpoint(request: Request) -> Response:
-            request_id = str(uuid.uuid4())
-            try:
-                principal = state.principal_for(request.headers.get("authorization"))
-                state.authorize_workspace(principal, request.path_params["groupId"])
-                response = await handler(request)
-                response.headers["RequestId"] = request_id
-            except ApiError as exc:
-                response = exc.response(request_id)
-            state.record(name, response.status_code)
-            return response
-
-        return endpoint
-
     def base(request: Request) -> str:
         return f"{str(request.base_url).rstrip('/')}/v1.0/myorg/groups/{state.workspace_id}"
 
@@ -115,7 +121,7 @@ def routes(state: PowerBIState) -> list[Route]:
         )
 
     async def rebind(request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         rebind_report(state, request.path_params["reportId"], body)
         return Response(status_code=200)
 
@@ -136,12 +142,12 @@ def routes(state: PowerBIState) -> list[Route]:
     return [
         Route(
             f"{group}/reports",
-            operation("GetReportsInGroup", list_reports),
+            workspace_operation(state, "GetReportsInGroup", list_reports),
             methods=["GET"],
         ),
         Route(
             f"{group}/reports/{{reportId}}/Rebind",
-            operation("RebindReportInGroup", rebind),
+            workspace_operation(state, "RebindReportInGroup", rebind),
             methods=["POST"],
         ),
         Route("/_sandbox/published-reports", control_reports, methods=["GET", "POST"]),

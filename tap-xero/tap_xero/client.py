@@ -240,7 +240,22 @@ class XeroStream(RESTStream[Any]):
         ):
             # Every organisation was read whole, so rows the new version lacks were
             # deleted in Xero (items, tracking options...).
-            self._write_activate_version_message(self._stream_version)
+            self._closing_version = True
+            try:
+                self._write_activate_version_message(self._stream_version)
+            finally:
+                self._closing_version = False
+
+    _closing_version = False
+
+    @override
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        # Only the closing one. The SDK also sends one as the stream opens; a target that
+        # sees a version opened but never closed settles it at the end of its input
+        # (target-powerbi does, for taps that send only the opening one), which would
+        # drop the rows of an organisation that failed after the stream opened.
+        if self._closing_version:
+            super()._write_activate_version_message(full_table_version)
 
     def _sync_organisations(self, write_messages: bool) -> None:
         """Each organisation's partitions in a thread, `max_parallel_organisations` at once.

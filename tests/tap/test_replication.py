@@ -112,7 +112,7 @@ def test_bank_transfers_are_read_whole_so_a_deletion_shows(runs):
         for m in runs["second"].messages
         if m.get("stream") == "bank_transfers" and m["type"] in ("ACTIVATE_VERSION", "RECORD")
     ]
-    assert kinds[0] == kinds[-1] == "ACTIVATE_VERSION"
+    assert kinds[-1] == "ACTIVATE_VERSION" and "ACTIVATE_VERSION" not in kinds[:-1]
     assert "bank_transfers" not in runs["second"].states[-1]["bookmarks"] or not any(
         p.get("replication_key_value")
         for p in runs["second"].states[-1]["bookmarks"]["bank_transfers"].get("partitions", [])
@@ -148,12 +148,13 @@ def test_journals_read_from_the_start_when_only_a_start_date_is_set(runs, tmp_pa
 
 
 def test_full_table_streams_close_with_activate_version(runs):
-    """Opening and closing ACTIVATE_VERSION around every organisation's records, so a
-    target can drop rows deleted in Xero (items are hard-deleted)."""
+    """One ACTIVATE_VERSION, after every organisation's records, so a target can drop rows
+    deleted in Xero (items are hard-deleted); none as the stream opens, which a target could
+    settle at the end of its input though an organisation failed after it."""
     messages = [m for m in runs["second"].messages if m.get("stream") == "items"]
     kinds = [m["type"] for m in messages if m["type"] in ("ACTIVATE_VERSION", "RECORD")]
-    assert kinds[0] == kinds[-1] == "ACTIVATE_VERSION"
-    assert "ACTIVATE_VERSION" not in kinds[1:-1]
+    assert kinds[-1] == "ACTIVATE_VERSION"
+    assert "ACTIVATE_VERSION" not in kinds[:-1]
     versions = {m["version"] for m in messages if m["type"] == "ACTIVATE_VERSION"}
     assert len(versions) == 1
     tenants = {m["record"]["tenant_id"] for m in messages if m["type"] == "RECORD"}

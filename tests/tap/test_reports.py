@@ -454,7 +454,7 @@ def _voidable(sbx: Any, tenant: str, month: date) -> str:
             and not invoice["AmountCredited"]
         ):
             return str(invoice["InvoiceID"])
-    pytest.skip(f"no unpaid invoice dated {month:%Y-%m} in this company")
+    pytest.fail(f"the seeded company has no unpaid invoice dated {month:%Y-%m} to void")
 
 
 @pytest.fixture(scope="module")
